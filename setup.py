@@ -17,7 +17,6 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["deeplab2", "deeplab2.*"]),
-    package_data={"deeplab2": ["../configs/**/*.gin"]},
     install_requires=[
         TENSORFLOW,
         "absl-py==2.5.1",
