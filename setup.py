@@ -24,6 +24,7 @@ setuptools.setup(
         "numpy>=1.26,<3",
         "pillow==13.0.0",
         "pycocotools==2.0.11",
+        "tensorboard==2.21.0",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.21.0"],

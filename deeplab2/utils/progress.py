@@ -30,6 +30,7 @@ class Progress:
         self._interval = 0.1 if self._tty else log_interval
         self._start = time.monotonic()
         self._last_draw = -float("inf")
+        self._drawn_count = None
 
     def update(self, n: int = 1, extra: str = "") -> None:
         """Advances by `n`; `extra` is appended to the line (e.g. losses)."""
@@ -41,7 +42,12 @@ class Progress:
             self._draw(now)
 
     def close(self) -> None:
-        self._draw(time.monotonic(), final=True)
+        """Draws the final line (unless it is already on screen) and ends it."""
+        if self._drawn_count != self.count:
+            self._draw(time.monotonic(), final=True)
+        elif self._tty:
+            self._stream.write("\n")
+            self._stream.flush()
 
     def line(self, now: Optional[float] = None) -> str:
         """The current progress line (without carriage return)."""
@@ -66,6 +72,7 @@ class Progress:
 
     def _draw(self, now: float, final: bool = False) -> None:
         self._last_draw = now
+        self._drawn_count = self.count
         text = self.line(now)
         if self._tty:
             self._stream.write("\r" + text + ("\n" if final else "\x1b[K"))

@@ -1,0 +1,2 @@
+"""Training: strategy selection, optimizer and schedule, the train loop,
+checkpoints and summaries, driven by Gin from `trainer.py`."""
