@@ -157,16 +157,17 @@ def convert_item(item: CityscapesItem) -> Tuple[bytes, ExampleStats]:
     image = read_image(item.image_path)
     image_name = os.path.basename(item.image_path)
     image_id = image_name[:-len(_IMAGE_SUFFIX)]
+    ignore_id = get_dataset_info("cityscapes").ignore_panoptic_id
     if item.instance_path is None:
-        info = get_dataset_info("cityscapes")
         segment_map = np.zeros((image.height, image.width), np.uint8)
-        return serialize(image, segment_map, [info.ignore_panoptic_id], [0], image_id,
-                         image_name)
+        return serialize(image, segment_map, [ignore_id], [0], image_id, image_name,
+                         ignore_id)
     instance_ids = _read_gray(item.instance_path, item.image_path, image)
     label_ids = _read_gray(item.label_path, item.image_path, image)
     segment_map, ids, crowd = _segments(instance_ids, label_ids, item.instance_path,
                                         item.label_path)
-    return serialize(image, segment_map, ids.tolist(), crowd.tolist(), image_id, image_name)
+    return serialize(image, segment_map, ids.tolist(), crowd.tolist(), image_id, image_name,
+                     ignore_id)
 
 
 def convert_cityscapes(root: str, split: str, output_dir: str, num_shards: int = 1,

@@ -159,7 +159,7 @@ def convert_item(item: CocoItem, dataset: str) -> Tuple[bytes, ExampleStats]:
     lut = np.array([index[v] for v in values.tolist()], np.int64)
     segment_map = lut[inverse].reshape(pixel_ids.shape)
     return serialize(image, segment_map, ids, crowd, item.image_id,
-                     os.path.basename(item.image_path))
+                     os.path.basename(item.image_path), info.ignore_panoptic_id)
 
 
 def convert_coco(panoptic_json: str, panoptic_dir: str, image_dir: str, output_dir: str,

@@ -27,18 +27,19 @@ class SourceImage:
 
 class ExampleStats(NamedTuple):
     """What one converted image adds to the split summary."""
-    segments: int  # label table entries
+    segments: int  # labeled segments: table entries other than the ignore entry
     label_bytes: int  # serialized example minus the image: segment map, table, metadata
     raw_label_bytes: int  # the same label as raw int32, for the compression ratio
 
 
 def serialize(image: SourceImage, segment_map: np.ndarray, segment_ids: Sequence[int],
-              segment_is_crowd: Sequence[int], image_id: str,
-              filename: str) -> Tuple[bytes, ExampleStats]:
-    """Encodes one example (see deeplab2.data.tfrecord) and measures it."""
+              segment_is_crowd: Sequence[int], image_id: str, filename: str,
+              ignore_id: int) -> Tuple[bytes, ExampleStats]:
+    """Encodes one example (see deeplab2.data.tfrecord) and measures it;
+    `ignore_id` is the panoptic id of ignored pixels, not counted as a segment."""
     serialized = encode_example(image.data, image.format, segment_map, segment_ids,
                                 segment_is_crowd, image_id, filename)
-    stats = ExampleStats(len(segment_ids), len(serialized) - len(image.data),
+    stats = ExampleStats(sum(int(i) != ignore_id for i in segment_ids), len(serialized) - len(image.data),
                          4 * segment_map.size)
     return serialized, stats
 

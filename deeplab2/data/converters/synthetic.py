@@ -43,7 +43,7 @@ def convert_scene(item: Tuple[str, int], seed: int, height: int,
                               "segment")
     lut = np.array([index_of[v] for v in values.tolist()], np.int64)
     segment_map = lut[inverse].reshape(scene.panoptic.shape)
-    return serialize(image, segment_map, ids, crowd, name, name + ".png")
+    return serialize(image, segment_map, ids, crowd, name, name + ".png", ignore_id)
 
 
 def convert_synthetic(output_dir: str, num_train: int, num_val: int, seed: int,
@@ -52,12 +52,14 @@ def convert_synthetic(output_dir: str, num_train: int, num_val: int, seed: int,
                       width: int = synthetic.DEFAULT_WIDTH) -> List[Dict[str, Any]]:
     """Writes `num_train` train and `num_val` val scenes; returns the split summaries.
 
-    A split with 0 scenes is skipped.
+    A split with 0 scenes is skipped. The summaries record seed and size, so a
+    caller can tell whether an existing dataset is the one it asks for.
     """
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
         raise ValueError(f"Need non-negative scene counts, not both 0; got num_train="
                          f"{num_train}, num_val={num_val}.")
     convert = functools.partial(convert_scene, seed=seed, height=height, width=width)
     return [write_split([(split, i) for i in range(count)], convert, output_dir, split,
-                        "synthetic", num_shards, num_workers)
+                        "synthetic", num_shards, num_workers,
+                        metadata={"seed": seed, "height": height, "width": width})
             for split, count in (("train", num_train), ("val", num_val)) if count]

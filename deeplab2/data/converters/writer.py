@@ -30,7 +30,8 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
 
 def write_split(items: Sequence[Any], convert: Converter, output_dir: str, split: str,
                 dataset: str, num_shards: int = 1,
-                num_workers: Optional[int] = None) -> Dict[str, Any]:
+                num_workers: Optional[int] = None,
+                metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Converts `items` in order into `num_shards` shards of `output_dir`.
 
     Args:
@@ -42,6 +43,8 @@ def write_split(items: Sequence[Any], convert: Converter, output_dir: str, split
         dataset: dataset name recorded in the summary.
         num_shards: number of shards (at most one per item).
         num_workers: parallel processes; defaults to os.cpu_count().
+        metadata: extra JSON-serializable facts recorded in the summary (e.g.
+            the parameters a generated split was made with).
 
     Returns:
         The summary also written to `{split}-summary.json`.
@@ -67,6 +70,7 @@ def write_split(items: Sequence[Any], convert: Converter, output_dir: str, split
             "raw_label_bytes": totals.raw_label_bytes,
             "num_shards": num_shards,
             "shards": names,
+            **(metadata or {}),
         }
         _commit(tmp_dir, output_dir, split, names, summary)
     finally:

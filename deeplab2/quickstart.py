@@ -1,0 +1,123 @@
+"""The quickstart: the library's main path on the built-in synthetic dataset.
+
+`python -m deeplab2.quickstart` generates the synthetic scenes, converts them to
+sharded TFRecords (reused when already there), prints a summary of the data and
+renders sample pictures of the ground truth. Outputs go to `--data_dir` and
+`--output_dir`.
+"""
+import collections
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+from absl import app, flags
+
+from deeplab2 import common
+from deeplab2.data.dataset_info import get_dataset_info
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", "data/synthetic", "Where the synthetic TFRecords go.")
+flags.DEFINE_string("output_dir", "runs/quickstart", "Where pictures and results go.")
+flags.DEFINE_integer("num_train", 400, "Synthetic training scenes.")
+flags.DEFINE_integer("num_val", 50, "Synthetic validation scenes.")
+flags.DEFINE_integer("seed", 0, "Seed of the synthetic scenes.")
+flags.DEFINE_integer("num_samples", 4, "Validation examples rendered as pictures.")
+
+SPLITS = ("train", "val")
+
+
+def _summary_path(data_dir: str, split: str) -> str:
+    return os.path.join(data_dir, f"{split}-summary.json")
+
+
+def prepare_data(data_dir: str, num_train: int, num_val: int, seed: int) -> Dict[str, dict]:
+    """Converts the synthetic dataset unless a complete one of that size exists."""
+    from deeplab2.data.converters.synthetic import convert_synthetic
+
+    wanted = {"train": num_train, "val": num_val}
+    summaries = {}
+    for split in SPLITS:
+        path = _summary_path(data_dir, split)
+        if os.path.exists(path):
+            with open(path) as f:
+                summaries[split] = json.load(f)
+    reusable = (set(summaries) == set(SPLITS)
+                and all(summaries[s]["num_images"] == wanted[s] for s in SPLITS)
+                and all(summaries[s].get("seed") == seed for s in SPLITS))
+    if reusable:
+        print(f"Reusing the synthetic dataset in {data_dir}.")
+        return summaries
+    print(f"Generating and converting {num_train} + {num_val} synthetic scenes "
+          f"into {data_dir} ...", flush=True)
+    convert_synthetic(data_dir, num_train=num_train, num_val=num_val, seed=seed)
+    for split in SPLITS:
+        with open(_summary_path(data_dir, split)) as f:
+            summaries[split] = json.load(f)
+    return summaries
+
+
+def class_statistics(file_pattern: str) -> Dict[str, collections.Counter]:
+    """Counts segments and pixels per class name in the records of a split."""
+    from deeplab2.vis.records import read_examples
+
+    info = get_dataset_info("synthetic")
+    segments, pixels = collections.Counter(), collections.Counter()
+    for example in read_examples(file_pattern):
+        for segment_id in example[common.SEGMENT_IDS]:
+            cls = int(segment_id) // info.label_divisor
+            if cls != info.ignore_label:
+                segments[info.class_names[cls]] += 1
+        classes = example[common.PANOPTIC_LABEL] // info.label_divisor
+        for cls, count in zip(*_unique_counts(classes)):
+            name = "ignore" if cls == info.ignore_label else info.class_names[cls]
+            pixels[name] += count
+    return {"segments": segments, "pixels": pixels}
+
+
+def _unique_counts(values):
+    import numpy as np
+
+    unique, counts = np.unique(values, return_counts=True)
+    return unique.tolist(), counts.tolist()
+
+
+def render_samples(file_pattern: str, output_dir: str, num_samples: int) -> List[str]:
+    """Writes pictures of the first validation examples; returns their paths."""
+    from deeplab2.vis.records import read_examples, write_pictures
+
+    return write_pictures(read_examples(file_pattern), get_dataset_info("synthetic"),
+                          os.path.join(output_dir, "ground_truth"), num_samples)
+
+
+def print_data_summary(summaries: Dict[str, dict], stats: Dict[str, collections.Counter]):
+    for split in SPLITS:
+        s = summaries[split]
+        ratio = s["raw_label_bytes"] / max(s["label_bytes"], 1)
+        print(f"  {split:5s}: {s['num_images']} images, {s['num_segments']} segments, "
+              f"{s['num_bytes'] / 1e6:.1f} MB in {s['num_shards']} shard(s); "
+              f"labels {ratio:.0f}x smaller than raw int32")
+    total = sum(stats["pixels"].values())
+    print("  val classes (segments, share of pixels):")
+    for name in get_dataset_info("synthetic").class_names + ("ignore",):
+        print(f"    {name:10s} {stats['segments'].get(name, 0):5d} "
+              f"{100 * stats['pixels'].get(name, 0) / max(total, 1):5.1f}%")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    del argv
+    summaries = prepare_data(FLAGS.data_dir, FLAGS.num_train, FLAGS.num_val, FLAGS.seed)
+    val_pattern = os.path.join(FLAGS.data_dir, "val-*.tfrecord")
+    print("Synthetic dataset:")
+    print_data_summary(summaries, class_statistics(val_pattern))
+    paths = render_samples(val_pattern, FLAGS.output_dir, FLAGS.num_samples)
+    print(f"Ground-truth pictures: {', '.join(paths)}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    run()
