@@ -1,0 +1,142 @@
+"""One experiment as Gin configures it: data, model, loss, optimizer, loop.
+
+`Experiment` reads its options from Gin and builds the pieces through their own
+Gin-configurable builders (`build_dataset`, `build_model`,
+`PanopticDeepLabLoss`, `build_optimizer`), so a config file binds everything a
+run needs. It knows nothing of the model family beyond "image in, dict of
+outputs out".
+"""
+import os
+from typing import Optional, Sequence
+
+import gin
+import keras
+import tensorflow as tf
+
+from deeplab2.data.dataset_info import get_dataset_info
+from deeplab2.data.pipeline import build_dataset
+from deeplab2.losses import PanopticDeepLabLoss
+from deeplab2.model import build_model
+from deeplab2.model.backbones.pretrained import load_checkpoint
+from deeplab2.training.optimizer import build_optimizer
+from deeplab2.training.train_loop import LoopOptions, TrainLoop
+
+
+def segment_seed(seed: int, start_step: int) -> int:
+    """Seed of the data stream that starts at `start_step`.
+
+    The training data stream restarts at every checkpoint with a seed derived
+    from the step, so a run resumed from a checkpoint sees exactly the batches
+    an uninterrupted run saw, without replaying the data before it.
+    """
+    return (seed * 1_000_003 + start_step * 7_919) % (2 ** 31 - 1)
+
+
+@gin.configurable(denylist=["model_dir"])
+class Experiment:
+    """Options of a run and the pieces built from them."""
+
+    def __init__(self, model_dir: str, *,
+                 dataset_name: str = gin.REQUIRED,
+                 train_file_pattern: Optional[str] = None,
+                 eval_file_pattern: Optional[str] = None,
+                 train_crop_size: Sequence[int] = gin.REQUIRED,
+                 eval_crop_size: Optional[Sequence[int]] = None,
+                 global_batch_size: int = 8,
+                 eval_batch_size: int = 1,
+                 num_steps: int = 1000,
+                 steps_per_loop: int = 10,
+                 checkpoint_every: int = 500,
+                 keep_checkpoints: int = 5,
+                 summary_every: int = 100,
+                 init_checkpoint: Optional[str] = None,
+                 mixed_precision: Optional[str] = None,
+                 xla: bool = False,
+                 seed: int = 0,
+                 deterministic: bool = False,
+                 tpu: Optional[str] = None):
+        """See configs/*/*.gin for typical values.
+
+        Args:
+            model_dir: checkpoints, summaries, operative config and results.
+            mixed_precision: None, "bfloat16" (TPU) or "float16" (GPU, with
+                loss scaling).
+            xla: compile the forward and backward pass with XLA.
+            deterministic: enable TF op determinism (slower), for exactly
+                reproducible runs.
+            tpu: TPU name or address; selects TPUStrategy.
+        """
+        self.model_dir = model_dir
+        self.dataset_name = dataset_name
+        self.info = get_dataset_info(dataset_name)
+        self.train_file_pattern = train_file_pattern
+        self.eval_file_pattern = eval_file_pattern
+        self.train_crop_size = tuple(train_crop_size)
+        self.eval_crop_size = tuple(eval_crop_size or train_crop_size)
+        self.global_batch_size = global_batch_size
+        self.eval_batch_size = eval_batch_size
+        self.loop_options = LoopOptions(
+            num_steps=num_steps, global_batch_size=global_batch_size,
+            steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep_checkpoints, summary_every=summary_every, xla=xla)
+        self.init_checkpoint = init_checkpoint
+        self.mixed_precision = mixed_precision
+        self.seed = seed
+        self.deterministic = deterministic
+        self.tpu = tpu
+
+    def setup_runtime(self) -> None:
+        """Seeds, determinism and precision policy; call before building."""
+        keras.utils.set_random_seed(self.seed)
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        if self.mixed_precision:
+            if self.mixed_precision not in ("bfloat16", "float16"):
+                raise ValueError(f"mixed_precision must be None, 'bfloat16' or 'float16', "
+                                 f"got {self.mixed_precision!r}.")
+            keras.mixed_precision.set_global_policy("mixed_" + self.mixed_precision)
+
+    def build_model(self, crop_size=None) -> keras.Model:
+        model = build_model(dataset=self.dataset_name,
+                            crop_size=crop_size or self.train_crop_size)
+        model(tf.zeros((1,) + (crop_size or self.train_crop_size) + (3,)), training=False)
+        return model
+
+    def build_optimizer(self) -> keras.optimizers.Optimizer:
+        optimizer = build_optimizer(num_steps=self.loop_options.num_steps)
+        if self.mixed_precision == "float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    def train_dataset(self, input_context: tf.distribute.InputContext,
+                      start_step: int) -> tf.data.Dataset:
+        if not self.train_file_pattern:
+            raise ValueError("Experiment.train_file_pattern is not set.")
+        return build_dataset(self.train_file_pattern, self.dataset_name, True,
+                             self.train_crop_size, self.global_batch_size,
+                             seed=segment_seed(self.seed, start_step),
+                             input_context=input_context)
+
+    def eval_dataset(self) -> tf.data.Dataset:
+        if not self.eval_file_pattern:
+            raise ValueError("Experiment.eval_file_pattern is not set.")
+        return build_dataset(self.eval_file_pattern, self.dataset_name, False,
+                             self.eval_crop_size, self.eval_batch_size, seed=self.seed)
+
+    def make_train_loop(self, strategy: tf.distribute.Strategy) -> TrainLoop:
+        """Builds model, loss and optimizer under `strategy` and the loop around them."""
+        with strategy.scope():
+            model = self.build_model()
+            optimizer = self.build_optimizer()
+        if self.init_checkpoint and not tf.train.latest_checkpoint(self.model_dir):
+            load_checkpoint(model, self.init_checkpoint)
+        loss = PanopticDeepLabLoss(ignore_label=self.info.ignore_label)
+        return TrainLoop(strategy, model, loss, optimizer, self.train_dataset,
+                         self.model_dir, self.loop_options)
+
+    def write_operative_config(self) -> str:
+        path = os.path.join(self.model_dir, "operative_config.gin")
+        tf.io.gfile.makedirs(self.model_dir)
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(gin.operative_config_str())
+        return path
