@@ -1,0 +1,1 @@
+"""Benchmarks run by scripts/benchmark.py: each module has `main(argv)`."""
