@@ -1,0 +1,166 @@
+"""Geometric augmentation of an (image, panoptic label) pair, in TF ops.
+
+Training: random scale, random crop with padding, left-right flip. Evaluation:
+pad to the crop size, nothing random. Randomness comes from stateless ops keyed
+by an explicit seed, so a pipeline is reproducible element by element.
+
+Conventions:
+- Scale then crop, per side: when the scaled side `round(size * scale)` fits
+  in the crop, the whole side is resized to it and padded at the bottom/right
+  (image with 127.5, label with the ignore id); otherwise a source window of
+  `round((crop - 1) / scale)` pixels at a uniformly random position is resized
+  to the crop. Resizing the window rather than the whole image is the same
+  up to rounding the window to whole pixels, and costs at most one crop.
+- Images are resized bilinearly and labels by nearest neighbor, both with
+  align_corners=True: output pixel i of a side samples source coordinate
+  `start + i * span / (length - 1)`.
+- A flip mirrors the scaled window before it is padded (padding stays at the
+  bottom/right).
+- Images come out float32 in [0, 255]; labels int32.
+"""
+from typing import Sequence, Tuple, Union
+
+import tensorflow as tf
+
+IMAGE_PAD_VALUE = 127.5
+
+
+def validate_crop_size(crop_size: Sequence[int], output_stride: int = 32) -> Tuple[int, int]:
+    """Returns (height, width) after checking both are `k * output_stride + 1`.
+
+    Such sizes keep feature maps aligned with input corners under
+    align_corners resizing (e.g. 1025x2049, 513x1025, 641x641 at stride 32).
+    """
+    size = tuple(int(c) for c in crop_size)
+    if len(size) != 2 or any(c < 1 or (c - 1) % output_stride for c in size):
+        examples = ", ".join(f"{a * output_stride + 1}x{b * output_stride + 1}"
+                             for a, b in ((32, 64), (16, 32), (20, 20)))
+        raise ValueError(
+            f"Crop size {tuple(crop_size)} must be (height, width) with each side "
+            f"k * {output_stride} + 1 (output stride {output_stride}), e.g. {examples}.")
+    return size
+
+
+def sample_scale(seed: tf.Tensor, min_scale: float, max_scale: float,
+                 scale_step: float) -> tf.Tensor:
+    """A float64 scale in [min_scale, max_scale] on a grid of `scale_step`.
+
+    `scale_step == 0` samples the interval uniformly.
+    """
+    if not 0 < min_scale <= max_scale:
+        raise ValueError(f"Need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}.")
+    if scale_step < 0:
+        raise ValueError(f"scale_step must be >= 0, got {scale_step}.")
+    if min_scale == max_scale:
+        return tf.constant(min_scale, tf.float64)
+    if scale_step == 0:
+        return tf.random.stateless_uniform([], seed, min_scale, max_scale, tf.float64)
+    steps = (max_scale - min_scale) / scale_step
+    if abs(steps - round(steps)) > 1e-6:
+        raise ValueError(f"max_scale - min_scale ({max_scale} - {min_scale}) must be a "
+                         f"multiple of scale_step {scale_step}.")
+    k = tf.random.stateless_uniform([], seed, 0, int(round(steps)) + 1, tf.int32)
+    return min_scale + tf.cast(k, tf.float64) * scale_step
+
+
+def crop_window(size: tf.Tensor, crop: int, scale: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(source span, output length) of one side scaled by `scale` and cropped.
+
+    If the scaled side `round(size * scale)` fits in `crop`, the whole side
+    (span size - 1) is resized to that length. Otherwise a source window of
+    span `round((crop - 1) / scale)` pixels is resized to exactly `crop`.
+    """
+    scale = tf.cast(scale, tf.float64)
+    scaled = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float64) * scale), tf.int32), 1)
+    fits = scaled <= crop
+    window = tf.minimum(tf.cast(tf.round((crop - 1) / scale), tf.int32), size - 1)
+    return tf.where(fits, size - 1, window), tf.where(fits, scaled, crop)
+
+
+def _nearest_indices(start: tf.Tensor, span: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """Source indices of `length` outputs spanning start..start+span (align corners)."""
+    ratio = tf.cast(span, tf.float64) / tf.cast(tf.maximum(length - 1, 1), tf.float64)
+    steps = tf.cast(tf.range(length), tf.float64)
+    return start + tf.cast(tf.floor(steps * ratio + 0.5), tf.int32)
+
+
+def _pad_to(image: tf.Tensor, label: tf.Tensor, crop_size: Tuple[int, int],
+            ignore_id: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Pads a pair no larger than `crop_size` at the bottom/right."""
+    pad_h = crop_size[0] - tf.shape(label)[0]
+    pad_w = crop_size[1] - tf.shape(label)[1]
+    image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=IMAGE_PAD_VALUE)
+    label = tf.pad(label, [[0, pad_h], [0, pad_w]], constant_values=ignore_id)
+    return (tf.ensure_shape(image, [*crop_size, 3]), tf.ensure_shape(label, crop_size))
+
+
+def scale_and_crop(image: tf.Tensor, label: tf.Tensor, scale: tf.Tensor,
+                   offset: Tuple[tf.Tensor, tf.Tensor], crop_size: Tuple[int, int],
+                   ignore_id: int, flip: Union[bool, tf.Tensor] = False
+                   ) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Resizes the source window at `offset` (y, x) by `scale`, padded to the crop.
+
+    Each side follows `crop_window`; `offset` is the window's top-left corner
+    in source pixels, in [0, size - 1 - span]. Only the output window is
+    computed, so scale 2.0 costs no more than scale 1.0. With `flip` the window
+    is mirrored left-right before padding (the small uint8 source window is
+    reversed, not the float output).
+
+    Args:
+        image: uint8 or float [H, W, 3].
+        label: int32 [H, W] panoptic label.
+        scale: scalar scale factor.
+        offset: source top-left corner of the window.
+        crop_size: (height, width) of the output.
+        ignore_id: label value of padded pixels.
+        flip: bool scalar, mirror the window.
+    """
+    flip = tf.convert_to_tensor(flip, tf.bool)
+    span_y, rows = crop_window(tf.shape(label)[0], crop_size[0], scale)
+    span_x, cols = crop_window(tf.shape(label)[1], crop_size[1], scale)
+    window = image[offset[0]:offset[0] + span_y + 1, offset[1]:offset[1] + span_x + 1]
+    window = tf.cond(flip, lambda: tf.reverse(window, [1]), lambda: window)
+    image = tf.cast(tf.compat.v1.image.resize(window, [rows, cols], align_corners=True),
+                    tf.float32)
+    col_index = _nearest_indices(offset[1], span_x, cols)
+    col_index = tf.cond(flip, lambda: tf.reverse(col_index, [0]), lambda: col_index)
+    label = tf.gather(label, _nearest_indices(offset[0], span_y, rows))
+    label = tf.gather(label, col_index, axis=1)
+    return _pad_to(image, label, crop_size, ignore_id)
+
+
+def random_scale_crop_flip(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor,
+                           crop_size: Tuple[int, int], ignore_id: int, *,
+                           min_scale: float = 0.5, max_scale: float = 2.0,
+                           scale_step: float = 0.1,
+                           flip_prob: float = 0.5) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Training augmentation of one pair; `seed` is a stateless seed of shape [2].
+
+    Returns float32 [crop_h, crop_w, 3] and int32 [crop_h, crop_w].
+    """
+    scale_seed, y_seed, x_seed, flip_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4))
+    scale = sample_scale(scale_seed, min_scale, max_scale, scale_step)
+    height, width = tf.shape(label)[0], tf.shape(label)[1]
+    span_y, _ = crop_window(height, crop_size[0], scale)
+    span_x, _ = crop_window(width, crop_size[1], scale)
+    offset = (tf.random.stateless_uniform([], y_seed, 0, height - span_y, tf.int32),
+              tf.random.stateless_uniform([], x_seed, 0, width - span_x, tf.int32))
+    flip = tf.random.stateless_uniform([], flip_seed) < flip_prob
+    return scale_and_crop(image, label, scale, offset, crop_size, ignore_id, flip)
+
+
+def pad_for_eval(image: tf.Tensor, label: tf.Tensor, crop_size: Tuple[int, int],
+                 ignore_id: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Pads the pair at the bottom/right to `crop_size`; nothing random.
+
+    Raises InvalidArgumentError when the image is larger than the crop size.
+    """
+    shape = tf.shape(label)
+    checks = [tf.debugging.assert_less_equal(
+        shape, tf.constant(crop_size, tf.int32),
+        message=f"Evaluation image is larger than the crop size {tuple(crop_size)}; "
+                "raise crop_size to at least the largest image size (k*stride+1).")]
+    with tf.control_dependencies(checks):
+        image = tf.cast(image, tf.float32)
+    return _pad_to(image, label, crop_size, ignore_id)
