@@ -1,0 +1,106 @@
+"""Plain-Python oracle of Panoptic-DeepLab post-processing, one pixel at a time.
+
+Written from SPEC section 6 and the documented choices of
+deeplab2.postprocess, not from its code: slow and obvious on purpose.
+- centers: heatmap values <= threshold become 0; a pixel > 0 that equals the max
+  of its nms_kernel x nms_kernel window (clipped at the border) is a candidate;
+  candidates sorted by score descending, then by flat index y * W + x; first k.
+- distance: dy = float32((y - cy) + offset_y), dx likewise, d = dy**2 + dx**2
+  in float64; the first center with the smallest d wins.
+- vote: most frequent class among the instance's pixels, smaller id on ties.
+- stuff class kept when its area > stuff_area_limit; everything else is void.
+"""
+import numpy as np
+
+
+def postprocess(scores, heatmap, offset, *, scores_are_logits, thing_class_ids,
+                label_divisor, ignore_label, stuff_area_limit, center_threshold,
+                nms_kernel, keep_k_centers):
+    """Batched inputs as numpy arrays -> dict of numpy outputs like the library's."""
+    per_image = [_one_image(scores[b], heatmap[b, :, :, 0], offset[b],
+                            scores_are_logits, thing_class_ids, label_divisor,
+                            ignore_label, stuff_area_limit, center_threshold,
+                            nms_kernel, keep_k_centers)
+                 for b in range(scores.shape[0])]
+    return {key: np.stack([result[key] for result in per_image])
+            for key in per_image[0]}
+
+
+def find_centers(heat, threshold, kernel, keep_k):
+    """List of (score, y, x), best first."""
+    height, width = heat.shape
+    heat = np.where(heat > threshold, heat, 0).astype(np.float32)
+    radius = kernel // 2
+    candidates = []
+    for y in range(height):
+        for x in range(width):
+            value = heat[y, x]
+            window = heat[max(0, y - radius):y + radius + 1,
+                          max(0, x - radius):x + radius + 1]
+            if value > 0 and value == window.max():
+                candidates.append((-value, y * width + x, y, x))
+    candidates.sort()
+    return [(-negative, y, x) for negative, _, y, x in candidates[:keep_k]]
+
+
+def _one_image(scores, heat, offset, scores_are_logits, thing_ids, divisor, ignore,
+               area_limit, threshold, kernel, keep_k):
+    height, width, num_classes = scores.shape
+    void = ignore * divisor
+    semantic = np.zeros((height, width), np.int32)
+    for y in range(height):
+        for x in range(width):
+            semantic[y, x] = int(np.argmax(scores[y, x]))  # first maximum
+    centers = find_centers(heat, threshold, kernel, keep_k)
+
+    instance = np.zeros((height, width), np.int32)
+    for y in range(height):
+        for x in range(width):
+            if semantic[y, x] not in thing_ids:
+                continue
+            best = None
+            for index, (_, cy, cx) in enumerate(centers):
+                dy = float(np.float32(y - cy) + offset[y, x, 0])
+                dx = float(np.float32(x - cx) + offset[y, x, 1])
+                distance = dy * dy + dx * dx
+                if best is None or distance < best:
+                    best = distance
+                    instance[y, x] = index + 1
+
+    if scores_are_logits:
+        logits = scores.astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities = exp / exp.sum(axis=-1, keepdims=True)
+    else:
+        probabilities = scores.astype(np.float64)
+
+    classes = np.full(keep_k, ignore, np.int32)
+    panoptic_ids = np.full(keep_k, void, np.int32)
+    instance_scores = np.zeros(keep_k, np.float64)
+    next_k = {}
+    for index, (center_score, _, _) in enumerate(centers):
+        mask = instance == index + 1
+        if not mask.any():
+            continue
+        counts = {}
+        for label in semantic[mask]:
+            counts[int(label)] = counts.get(int(label), 0) + 1
+        label = min(counts, key=lambda c: (-counts[c], c))
+        next_k[label] = next_k.get(label, 0) + 1
+        classes[index] = label
+        panoptic_ids[index] = label * divisor + next_k[label]
+        instance_scores[index] = center_score * probabilities[mask][:, label].mean()
+
+    panoptic = np.full((height, width), void, np.int32)
+    for label in range(num_classes):
+        if label not in thing_ids and (semantic == label).sum() > area_limit:
+            panoptic[semantic == label] = label * divisor
+    for index in range(len(centers)):
+        panoptic[instance == index + 1] = panoptic_ids[index]
+
+    points = np.full((keep_k, 2), -1, np.int32)
+    for index, (_, cy, cx) in enumerate(centers):
+        points[index] = (cy, cx)
+    return {"semantic": semantic, "instance": instance, "panoptic": panoptic,
+            "instance_scores": instance_scores, "instance_classes": classes,
+            "instance_panoptic_ids": panoptic_ids, "instance_centers": points}
