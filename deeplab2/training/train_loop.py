@@ -68,8 +68,12 @@ class TrainLoop:
                 0, dtype=tf.int64, trainable=False, name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.optimizer.build(self.model.trainable_variables)
+        # Random-number states (dropout, drop path) are saved too, so that a
+        # resumed run continues exactly where the interrupted one stopped.
+        rng_states = [v for v in self.model.variables if "seed_generator" in v.path]
         self.checkpoint = tf.train.Checkpoint(step=self.step, model=self.model,
-                                              optimizer=self.optimizer)
+                                              optimizer=self.optimizer,
+                                              rng_states=rng_states)
         self.is_chief = _is_chief(strategy)
         directory = model_dir if self.is_chief else os.path.join(
             model_dir, f".worker-{strategy.cluster_resolver.task_id}-tmp")
@@ -138,6 +142,16 @@ class TrainLoop:
 
         return loop
 
+    def _data_iterator(self, start_step: int):
+        """A fresh data stream for the steps from `start_step` on.
+
+        The stream restarts at every checkpoint, so a run resumed from one
+        sees the same batches as an uninterrupted run (`dataset_fn` derives
+        its randomness from the step) without replaying earlier data.
+        """
+        return iter(self.strategy.distribute_datasets_from_function(
+            lambda ctx: self.dataset_fn(ctx, start_step)))
+
     def train(self, log_every_loop: bool = True) -> Dict[str, float]:
         """Trains from the current step to `num_steps`; returns the last losses."""
         opts = self.options
@@ -145,9 +159,7 @@ class TrainLoop:
         if start >= opts.num_steps:
             print(f"Already trained to step {start} >= num_steps {opts.num_steps}.")
             return {}
-        dataset = self.strategy.distribute_datasets_from_function(
-            lambda ctx: self.dataset_fn(ctx, start))
-        iterator = iter(dataset)
+        iterator = self._data_iterator(start)
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) \
             if self.is_chief else tf.summary.create_noop_writer()
         progress = Progress(opts.num_steps - start, desc="train", unit="step")
@@ -189,6 +201,8 @@ class TrainLoop:
                     self.on_summary(self, writer, step)
             if step % opts.checkpoint_every == 0 or step == opts.num_steps:
                 self.manager.save(checkpoint_number=step)
+                if step < opts.num_steps:
+                    iterator = self._data_iterator(step)
             elif self.preemption is not None:
                 self.preemption.save_checkpoint_if_preempted()
         progress.close()

@@ -1,0 +1,33 @@
+"""Running trainer.py in a subprocess on the tiny config."""
+import os
+import pathlib
+import subprocess
+import sys
+
+TINY_GIN = pathlib.Path(__file__).with_name("tiny.gin")
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def data_bindings(records: pathlib.Path):
+    return [f"Experiment.train_file_pattern = '{records}/train-*.tfrecord'",
+            f"Experiment.eval_file_pattern = '{records}/val-*.tfrecord'"]
+
+
+def trainer_command(model_dir, records, *bindings, mode="train"):
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "trainer.py"),
+               f"--gin_config={TINY_GIN}", f"--model_dir={model_dir}", f"--mode={mode}"]
+    for binding in data_bindings(records) + list(bindings):
+        command.append(f"--gin_bindings={binding}")
+    return command
+
+
+def run_trainer(model_dir, records, *bindings, mode="train", env=None, timeout=600):
+    return subprocess.run(trainer_command(model_dir, records, *bindings, mode=mode),
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env or quiet_env(), cwd=PROJECT_ROOT)
+
+
+def quiet_env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    env.pop("TF_CONFIG", None)
+    return env
