@@ -15,6 +15,9 @@ import tensorflow as tf
 
 from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.data.pipeline import build_dataset
+from deeplab2.evaluation.coco_evaluation import format_table, write_json
+from deeplab2.evaluation.dataset_evaluation import evaluate_dataset
+from deeplab2.inference import build_predictor
 from deeplab2.losses import PanopticDeepLabLoss
 from deeplab2.model import build_model
 from deeplab2.model.backbones.pretrained import load_checkpoint
@@ -50,6 +53,9 @@ class Experiment:
                  keep_checkpoints: int = 5,
                  summary_every: int = 100,
                  init_checkpoint: Optional[str] = None,
+                 eval_every: Optional[int] = None,
+                 num_eval_pictures: int = 8,
+                 eval_timeout: int = 3600,
                  mixed_precision: Optional[str] = None,
                  xla: bool = False,
                  seed: int = 0,
@@ -59,6 +65,11 @@ class Experiment:
 
         Args:
             model_dir: checkpoints, summaries, operative config and results.
+            eval_every: in train_and_eval mode, evaluate every so many steps
+                (default: once, at the end).
+            num_eval_pictures: evaluation pictures written per evaluation.
+            eval_timeout: continuous_eval gives up after so many seconds
+                without a new checkpoint.
             mixed_precision: None, "bfloat16" (TPU) or "float16" (GPU, with
                 loss scaling).
             xla: compile the forward and backward pass with XLA.
@@ -80,6 +91,9 @@ class Experiment:
             steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every,
             keep_checkpoints=keep_checkpoints, summary_every=summary_every, xla=xla)
         self.init_checkpoint = init_checkpoint
+        self.eval_every = eval_every
+        self.num_eval_pictures = num_eval_pictures
+        self.eval_timeout = eval_timeout
         self.mixed_precision = mixed_precision
         self.seed = seed
         self.deterministic = deterministic
@@ -96,10 +110,11 @@ class Experiment:
                                  f"got {self.mixed_precision!r}.")
             keras.mixed_precision.set_global_policy("mixed_" + self.mixed_precision)
 
-    def build_model(self, crop_size=None) -> keras.Model:
-        model = build_model(dataset=self.dataset_name,
-                            crop_size=crop_size or self.train_crop_size)
-        model(tf.zeros((1,) + (crop_size or self.train_crop_size) + (3,)), training=False)
+    def build_model(self) -> keras.Model:
+        """The Gin-bound model, built for the training crop (its ASPP pooling window)."""
+        model = build_model(dataset=self.dataset_name, crop_size=self.train_crop_size)
+        # Creates the variables with one cheap call; sizes do not matter to them.
+        model(tf.zeros((1, 65, 65, 3)), training=False)
         return model
 
     def build_optimizer(self) -> keras.optimizers.Optimizer:
@@ -133,6 +148,34 @@ class Experiment:
         loss = PanopticDeepLabLoss(ignore_label=self.info.ignore_label)
         return TrainLoop(strategy, model, loss, optimizer, self.train_dataset,
                          self.model_dir, self.loop_options)
+
+    def evaluate(self, checkpoint_path: str) -> dict:
+        """Scores one checkpoint on the eval split; prints a table and writes
+        `eval/metrics-<step>.json`, pictures and summaries under model_dir."""
+        model = self.build_model()
+        step = tf.Variable(0, dtype=tf.int64)
+        tf.train.Checkpoint(model=model, step=step).restore(checkpoint_path).expect_partial()
+        step = int(step.numpy())
+        predictor = build_predictor(model, self.info)
+        eval_dir = os.path.join(self.model_dir, "eval")
+        result = evaluate_dataset(
+            tf.function(predictor.__call__), self.eval_dataset(), self.info,
+            picture_dir=os.path.join(eval_dir, f"pictures-{step}"),
+            num_pictures=self.num_eval_pictures)
+        result["step"] = step
+        print(f"Evaluation of {checkpoint_path} (step {step}):\n{format_table(result)}")
+        if result.get("AP") is not None:
+            print(f"mask AP {100 * result['AP']:.2f}  AP50 {100 * result['AP50']:.2f}  "
+                  f"AP75 {100 * result['AP75']:.2f}")
+        write_json(result, os.path.join(eval_dir, f"metrics-{step}.json"))
+        with tf.summary.create_file_writer(eval_dir).as_default(step=step):
+            for group in ("All", "Things", "Stuff"):
+                if result[group]["pq"] is not None:
+                    tf.summary.scalar(f"PQ/{group}", result[group]["pq"])
+            for name in ("miou", "AP"):
+                if result.get(name) is not None:
+                    tf.summary.scalar(name, result[name])
+        return result
 
     def write_operative_config(self) -> str:
         path = os.path.join(self.model_dir, "operative_config.gin")

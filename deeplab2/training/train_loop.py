@@ -152,22 +152,24 @@ class TrainLoop:
         return iter(self.strategy.distribute_datasets_from_function(
             lambda ctx: self.dataset_fn(ctx, start_step)))
 
-    def train(self, log_every_loop: bool = True) -> Dict[str, float]:
-        """Trains from the current step to `num_steps`; returns the last losses."""
+    def train(self, until_step: Optional[int] = None) -> Dict[str, float]:
+        """Trains from the current step to `until_step` (default `num_steps`)
+        and saves a checkpoint there; returns the last losses."""
         opts = self.options
+        end = min(until_step or opts.num_steps, opts.num_steps)
         start = self.restore()
-        if start >= opts.num_steps:
-            print(f"Already trained to step {start} >= num_steps {opts.num_steps}.")
+        if start >= end:
+            print(f"Already trained to step {start}.")
             return {}
         iterator = self._data_iterator(start)
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) \
             if self.is_chief else tf.summary.create_noop_writer()
-        progress = Progress(opts.num_steps - start, desc="train", unit="step")
+        progress = Progress(end - start, desc="train", unit="step")
         loops = {}
         step = start
         last = {}
-        while step < opts.num_steps:
-            n = min(opts.steps_per_loop, opts.num_steps - step)
+        while step < end:
+            n = min(opts.steps_per_loop, end - step)
             # Never cross a checkpoint boundary inside one loop.
             n = min(n, opts.checkpoint_every - step % opts.checkpoint_every)
             if n not in loops:
@@ -189,7 +191,7 @@ class TrainLoop:
                 self.optimizer.learning_rate)
             progress.update(n, extra=f"step {step}  " + "  ".join(
                 f"{k} {v:.4f}" for k, v in last.items()) + f"  lr {lr:.2e}")
-            if step % opts.summary_every < n or step == opts.num_steps:
+            if step % opts.summary_every < n or step == end:
                 with writer.as_default(step=step):
                     for name, value in last.items():
                         tf.summary.scalar(f"losses/{name}", value)
@@ -199,12 +201,14 @@ class TrainLoop:
                                       n * opts.global_batch_size / max(elapsed, 1e-9))
                 if self.on_summary is not None:
                     self.on_summary(self, writer, step)
-            if step % opts.checkpoint_every == 0 or step == opts.num_steps:
+            if step % opts.checkpoint_every == 0 or step == end:
                 self.manager.save(checkpoint_number=step)
-                if step < opts.num_steps:
+                if step < end:
                     iterator = self._data_iterator(step)
             elif self.preemption is not None:
                 self.preemption.save_checkpoint_if_preempted()
         progress.close()
         writer.flush()
+        if not self.is_chief:  # a worker's own checkpoints only served the collectives
+            tf.io.gfile.rmtree(self.manager.directory)
         return last

@@ -1,0 +1,3 @@
+"""Inference: model outputs (optionally test-time augmented) -> post-processed
+panoptic predictions; shared by evaluation, pictures and export."""
+from deeplab2.inference.predictor import Predictor, build_predictor

@@ -1,0 +1,121 @@
+"""Parameter and multiply-add counting without running the model.
+
+Multiply-adds are read from the TensorFlow graph of one traced forward pass
+(inference mode, batch 1): no tensor is computed. One multiply-add is counted
+per multiply-accumulate of a convolution or matrix product:
+
+- Conv2D: H_out * W_out * K_h * K_w * C_in / groups * C_out;
+- DepthwiseConv2dNative: H_out * W_out * K_h * K_w * C * multiplier;
+- MatMul / BatchMatMul: output elements * inner dimension.
+
+Batch norm (folded into the convolutions at inference), activations,
+pooling, resizing, additions and padding are not counted, as in the papers'
+tables. Atrous convolutions are counted the way
+TensorFlow executes them (and the papers' TF graphs counted them): through
+space-to-batch, i.e. on a grid of `rate * ceil(H_out / rate)` by
+`rate * ceil(W_out / rate)` positions, slightly more than H_out * W_out.
+
+`profile_builder` builds the model inside a `keras.StatelessScope` whose
+variables are never initialized: no weight is allocated, so full-size models
+(even SWideRNet-(1, 1.5, 3), 947 M parameters) are cheap to count.
+"""
+import math
+
+import keras
+import tensorflow as tf
+from keras.src.backend.common import global_state
+
+from deeplab2.model import builder
+
+_CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")
+_MATMUL_OPS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+
+
+def count_params(model, trainable_only=False):
+    """Number of scalar weights (with BN statistics unless trainable_only)."""
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(math.prod(weight.shape) for weight in weights))
+
+
+def _op_madds(op):
+    """Multiply-adds of one graph op (0 for ops that are not counted)."""
+    if op.type in _CONV_OPS:
+        filter_shape = op.inputs[1].shape.as_list()
+        output_elements = math.prod(op.outputs[0].shape.as_list())
+        kernel_h, kernel_w, filter_in = filter_shape[:3]
+        if op.type == "DepthwiseConv2dNative":
+            return output_elements * kernel_h * kernel_w
+        return output_elements * kernel_h * kernel_w * filter_in
+    if op.type in _MATMUL_OPS:
+        a_shape = op.inputs[0].shape.as_list()
+        transpose = (op.get_attr("transpose_a") if op.type == "MatMul"
+                     else op.get_attr("adj_x"))
+        inner = a_shape[-2] if transpose else a_shape[-1]
+        return math.prod(op.outputs[0].shape.as_list()) * inner
+    return 0
+
+
+def count_madds(model, input_shape):
+    """Multiply-adds of `model` on one input of `input_shape` (H, W, C)."""
+    spec = tf.TensorSpec((1, *input_shape), tf.float32)
+    graph = tf.function(
+        lambda images: model(images, training=False)
+    ).get_concrete_function(spec).graph
+    return int(_graph_madds(graph))
+
+
+def _graph_madds(graph):
+    """Sums `_op_madds` over a graph and the functions it calls.
+
+    Keras runs grouped convolutions in a nested (XLA) function; its graph is
+    looked up in the function library of the calling graph.
+    """
+    total = 0
+    for op in graph.get_operations():
+        if op.type in ("PartitionedCall", "StatefulPartitionedCall"):
+            function = graph._get_function(op.get_attr("f").name)  # noqa
+            total += _graph_madds(function.graph)
+        else:
+            total += _op_madds(op)
+    return total
+
+
+def profile_builder(build_fn, input_shape):
+    """Builds a model with `build_fn()` without allocating weights; counts it.
+
+    Returns a dict with `params` (trainable, as the papers count them),
+    `params_all` (with BN statistics), `madds`, and `params_m` / `madds_b`
+    in millions / billions.
+    """
+    with keras.StatelessScope(initialize_variables=False):
+        model = build_fn()
+        madds = count_madds(model, input_shape)
+        params = count_params(model, trainable_only=True)
+        params_all = count_params(model)
+    _forget_deferred_variables(model.variables)
+    return {"params": params, "params_all": params_all, "madds": madds,
+            "params_m": round(params / 1e6, 2),
+            "madds_b": round(madds / 1e9, 2)}
+
+
+
+def _forget_deferred_variables(variables):
+    """Drops `variables` from Keras' list of variables to initialize later.
+
+    Variables created in a `StatelessScope` are initialized when the
+    outermost such scope exits (ours does not), so they must also leave the
+    list that the next scope to exit would initialize. Keras has no public
+    API for this.
+    """
+    ours = {id(variable) for variable in variables}
+    pending = global_state.get_global_attribute("uninitialized_variables")
+    if pending:
+        global_state.set_global_attribute(
+            "uninitialized_variables",
+            [variable for variable in pending if id(variable) not in ours])
+
+
+def profile_model(input_size, **build_kwargs):
+    """Counts `builder.build_model(**build_kwargs)` on an (H, W) RGB input."""
+    return profile_builder(lambda: builder.build_model(**build_kwargs),
+                           (*input_size, 3))

@@ -1,0 +1,93 @@
+"""Test-time augmentation and post-processing around a model."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from deeplab2 import common
+from deeplab2.data.dataset_info import get_dataset_info
+from deeplab2.inference import Predictor
+from deeplab2.inference.predictor import SEMANTIC_PROBABILITIES, scaled_size
+
+INFO = get_dataset_info("synthetic")
+
+
+class PixelModel(keras.Model):
+    """Per-pixel outputs: logits and heatmap from the pixel's color, offset constant."""
+
+    def __init__(self, offset=(3.0, 5.0)):
+        super().__init__()
+        self.offset = tf.constant(offset, tf.float32)
+        self.mix = tf.constant(np.random.default_rng(0).normal(
+            size=(3, INFO.num_classes)).astype(np.float32))
+
+    def call(self, images, training=None):
+        x = images / 255.0
+        shape = tf.shape(images)
+        return {
+            common.SEMANTIC_LOGITS: tf.einsum("bhwc,ck->bhwk", x, self.mix) * 4,
+            common.CENTER_HEATMAP: x[..., :1],
+            common.OFFSET: tf.broadcast_to(self.offset, tf.concat([shape[:3], [2]], 0)),
+        }
+
+
+def _images(height=33, width=49, seed=0):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.uniform(0, 255, (2, height, width, 3)).astype(np.float32))
+
+
+def test_scale_one_without_flip_equals_plain_inference():
+    model = PixelModel()
+    images = _images()
+    raw = Predictor(model, INFO, scales=(1.0,), flip=False).raw_predictions(images)
+    outputs = model(images)
+    np.testing.assert_array_equal(raw[SEMANTIC_PROBABILITIES],
+                                  tf.nn.softmax(outputs[common.SEMANTIC_LOGITS]))
+    np.testing.assert_array_equal(raw[common.CENTER_HEATMAP], outputs[common.CENTER_HEATMAP])
+    np.testing.assert_array_equal(raw[common.OFFSET], outputs[common.OFFSET])
+
+
+def test_flip_negates_the_x_offset_of_the_flipped_pass():
+    raw = Predictor(PixelModel((3.0, 5.0)), INFO, flip=True).raw_predictions(_images())
+    # A per-pixel model is flip-equivariant: probabilities and heatmap are unchanged,
+    # and the constant offset (3, 5) averages with (3, -5).
+    plain = Predictor(PixelModel((3.0, 5.0)), INFO).raw_predictions(_images())
+    np.testing.assert_allclose(raw[SEMANTIC_PROBABILITIES], plain[SEMANTIC_PROBABILITIES],
+                               atol=1e-6)
+    np.testing.assert_allclose(raw[common.OFFSET][..., 0], 3.0, atol=1e-6)
+    np.testing.assert_allclose(raw[common.OFFSET][..., 1], 0.0, atol=1e-6)
+
+
+def test_scales_rescale_offsets_to_input_pixels():
+    height, width = 33, 49
+    raw = Predictor(PixelModel((2.0, 2.0)), INFO, output_stride=16,
+                    scales=(1.0, 0.5)).raw_predictions(_images(height, width))
+    small = (scaled_size(height, 0.5, 16), scaled_size(width, 0.5, 16))
+    assert small == (17, 33)
+    ratio_y = (height - 1) / (small[0] - 1)
+    ratio_x = (width - 1) / (small[1] - 1)
+    np.testing.assert_allclose(raw[common.OFFSET][..., 0], (2 + 2 * ratio_y) / 2, rtol=1e-5)
+    np.testing.assert_allclose(raw[common.OFFSET][..., 1], (2 + 2 * ratio_x) / 2, rtol=1e-5)
+    assert raw[common.CENTER_HEATMAP].shape == (2, height, width, 1)
+
+
+def test_scaled_size_keeps_the_k_stride_plus_one_form():
+    assert scaled_size(1025, 0.5, 32) == 513
+    assert scaled_size(1025, 1.75, 32) == 1793
+    assert scaled_size(193, 1.25, 16) == 241
+
+
+def test_call_returns_panoptic_predictions_with_scores():
+    predictions = Predictor(PixelModel(), INFO, keep_k_centers=5)(_images())
+    assert predictions[common.PANOPTIC].shape == (2, 33, 49)
+    assert predictions[common.INSTANCE_SCORES].shape == (2, 5)
+    semantic = predictions[common.SEMANTIC].numpy()
+    np.testing.assert_array_equal(
+        semantic, np.argmax(predictions[SEMANTIC_PROBABILITIES].numpy(), axis=-1))
+
+
+def test_bad_inputs_are_rejected():
+    with pytest.raises(ValueError, match="at least one scale"):
+        Predictor(PixelModel(), INFO, scales=())
+    with pytest.raises(ValueError, match=r"\[batch, height, width, 3\]"):
+        Predictor(PixelModel(), INFO).raw_predictions(tf.zeros((4, 4, 3)))

@@ -1,0 +1,49 @@
+"""Every weight of every model is saved by tf.train.Checkpoint.
+
+Keras 3 keeps layers held in Python lists out of TensorFlow's checkpoint object
+graph; a weight missing there would silently not be saved or restored.
+"""
+import pytest
+import tensorflow as tf
+
+from deeplab2.model import build_model
+from deeplab2.model.backbones import get_backbone
+
+SLIM = dict(semantic_aspp_channels=8, semantic_decoder_channels=8,
+            semantic_low_level_channels=(8, 8), semantic_head_channels=8,
+            instance_aspp_channels=8, instance_decoder_channels=8,
+            instance_low_level_channels=(8, 8), instance_head_channels=8)
+
+
+def _checkpointed_variable_ids(root):
+    checkpoint = tf.train.Checkpoint(root=root)  # the view holds it weakly
+    view = tf.train.TrackableView(checkpoint)
+    return {id(obj) for obj in view.descendants()}
+
+
+def _unsaved(model):
+    saved = _checkpointed_variable_ids(model)
+    return [w.path for w in model.weights if id(w) not in saved]
+
+
+@pytest.mark.parametrize("decoder_variant", ["panoptic_deeplab", "deeplabv3plus"])
+def test_panoptic_deeplab_weights_are_all_checkpointed(decoder_variant):
+    slim = dict(SLIM)
+    if decoder_variant == "deeplabv3plus":
+        slim.update(semantic_low_level_channels=(8,), instance_low_level_channels=(8,))
+    model = build_model("mobilenet_v3_small", num_classes=3, crop_size=(65, 65),
+                        decoder_variant=decoder_variant, **slim)
+    model(tf.zeros((1, 65, 65, 3)))
+    assert len(model.weights) > 300
+    assert _unsaved(model) == []
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("resnet50_beta", {}), ("xception65", {}), ("mobilenet_v3_large", {}),
+    ("swidernet_0.25_0.25_0.75", {}), ("wide_resnet41_sac", {}),
+    ("resnet50", dict(drop_path_survival_rate=0.8)),
+])
+def test_backbone_weights_are_all_checkpointed(name, kwargs):
+    backbone = get_backbone(name, output_stride=16, **kwargs)
+    assert backbone.weights
+    assert _unsaved(backbone) == []

@@ -1,0 +1,189 @@
+"""keras.applications weight mapping (offline) and partial checkpoints.
+
+The Keras applications are built with `weights=None` and random weights and
+batch-norm statistics (calibrated on a random batch so that deep features
+still depend on the input); after copying, our features must equal theirs.
+"""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2.model import backbones
+from deeplab2.model.backbones import pretrained
+
+SIZE = 65
+RNG = np.random.default_rng(0)
+IMAGE = RNG.uniform(-1, 1, (2, SIZE, SIZE, 3)).astype("float32")
+
+
+def _random_application(name):
+    application = pretrained.keras_application(name, weights=None,
+                                               input_shape=(SIZE, SIZE, 3))
+    for weight in application.weights:
+        kind = weight.path.split("/")[-1]
+        if kind in ("gamma", "moving_variance"):
+            weight.assign(RNG.uniform(0.5, 1.5, weight.shape))
+        elif kind in ("beta", "moving_mean", "bias"):
+            weight.assign(RNG.normal(0.0, 0.1, weight.shape))
+    batch_norms = [layer for layer in application.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batch_norms:  # moving statistics <- one batch's statistics
+        layer.momentum = 0.0
+    application(RNG.uniform(-1, 1, (4, SIZE, SIZE, 3)).astype("float32"),
+                training=True)
+    return application
+
+
+def _assert_close(got, expected):
+    expected = np.asarray(expected)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0,
+                               atol=1e-5 * scale)
+
+
+def _hard_swish(x):
+    return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def _keras_features(application, outputs):
+    """Runs `application` up to the named layers (and post-activations)."""
+    model = keras.Model(application.input, {
+        key: application.get_layer(name).output
+        for key, (name, _) in outputs.items()})
+    values = model(IMAGE)
+    return {key: activation(np.asarray(values[key]))
+            for key, (_, activation) in outputs.items()}
+
+
+def test_resnet50_features_equal_keras_application():
+    application = _random_application("resnet50")
+    backbone = backbones.get_backbone("resnet50")
+    report = pretrained.copy_keras_application_weights(backbone, application)
+    assert not report.skipped and not report.not_loaded
+    identity = np.asarray
+    expected = _keras_features(application, {
+        "res2": ("conv2_block3_out", identity),
+        "res3": ("conv3_block4_out", identity),
+        "res4": ("conv4_block6_out", identity),
+        "res5": ("conv5_block3_out", identity)})
+    features = backbone(IMAGE)
+    for key, value in expected.items():
+        assert np.abs(value).max() > 0.1
+        _assert_close(features[key], value)
+
+
+def test_caffe_preprocessing_folds_into_the_first_convolution():
+    application = _random_application("resnet50")
+    backbone = backbones.get_backbone("resnet50")
+    pretrained.copy_keras_application_weights(
+        backbone, application, fold_caffe_preprocessing=True)
+    pixels = RNG.uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
+    caffe = keras.applications.resnet.preprocess_input(pixels.copy())
+    reference = keras.Model(application.input,
+                            application.get_layer("conv1_relu").output)
+    expected = np.asarray(reference(caffe))
+    got = np.asarray(backbone.conv1(pixels / 127.5 - 1.0))
+    # Equal away from the border (zero padding means another pixel value).
+    _assert_close(got[:, 2:-2, 2:-2], expected[:, 2:-2, 2:-2])
+
+
+# Depthwise end points: (keras block, activation) per feature.
+MOBILENET_ENDPOINTS = {
+    "mobilenet_v3_large": {"res2": (2, "relu"), "res3": (5, "relu"),
+                           "res4": (11, "hard_swish")},
+    "mobilenet_v3_small": {"res2": (0, "relu"), "res3": (2, "relu"),
+                           "res4": (7, "hard_swish")},
+}
+
+
+@pytest.mark.parametrize("halve_last_block", [False, True])
+@pytest.mark.parametrize("name", sorted(MOBILENET_ENDPOINTS))
+def test_mobilenet_features_equal_keras_application(name, halve_last_block):
+    application = _random_application(name)
+    backbone = backbones.get_backbone(name, halve_last_block=halve_last_block)
+    report = pretrained.copy_keras_application_weights(backbone, application)
+    activations = {"relu": lambda x: np.maximum(x, 0.0),
+                   "hard_swish": _hard_swish}
+    outputs = {}
+    for key, (block, activation) in MOBILENET_ENDPOINTS[name].items():
+        prefix = f"expanded_conv_{block}_" if block else "expanded_conv_"
+        outputs[key] = (prefix + "depthwise_bn", activations[activation])
+    outputs["res5"] = (application.layers[-1].name, np.asarray)
+    expected = _keras_features(application, outputs)
+    features = backbone(IMAGE)
+    last_blocks = {"mobilenet_v3_large": (12, 13, 14),
+                   "mobilenet_v3_small": (8, 9, 10)}[name]
+    if not halve_last_block:
+        assert not report.skipped and not report.not_loaded
+    else:
+        # Only the halved stride-32 block and the final conv are skipped.
+        skipped = {layer for layer, _ in report.skipped}
+        assert skipped and all(
+            layer.startswith(tuple(f"expanded_conv_{b}_"
+                                   for b in last_blocks))
+            or layer.startswith("conv_1") for layer in skipped)
+        assert all(path.split("/")[1].startswith(
+            tuple(f"block{b}" for b in last_blocks) + ("conv_1",))
+            for path in report.not_loaded)
+        del expected["res5"]
+    for key, value in expected.items():
+        assert np.abs(value).max() > 0.1
+        _assert_close(features[key], value)
+
+
+def test_get_backbone_imagenet_weights_offline(monkeypatch):
+    application = _random_application("mobilenet_v3_small")
+    monkeypatch.setattr(pretrained, "keras_application",
+                        lambda name: application)
+    backbone = backbones.get_backbone("mobilenet_v3_small", weights="imagenet",
+                                      halve_last_block=False)
+    np.testing.assert_array_equal(
+        np.asarray(backbone.get_layer("block3").depthwise.conv.kernel),
+        np.asarray(application.get_layer(
+            "expanded_conv_3_depthwise").kernel))
+
+
+@keras.saving.register_keras_serializable(package="deeplab2_tests")
+class _Model(keras.Model):
+    """A backbone with a head, standing in for a whole model."""
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.head = keras.layers.Conv2D(3, 1)
+
+    def call(self, inputs):
+        return self.head(self.backbone(inputs)["final"])
+
+
+def test_load_backbone_from_a_model_checkpoint(tmp_path):
+    model = _Model(backbones.get_backbone("mobilenet_v3_small"))
+    model(IMAGE)
+    tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    backbone = backbones.get_backbone("mobilenet_v3_small")
+    report = backbones.load_checkpoint(backbone, str(tmp_path),  # latest
+                                       prefix="model/backbone")
+    assert not report.skipped and not report.not_loaded
+    assert len(report.loaded) == len(backbone.weights)
+    for ours, theirs in zip(backbone.weights, model.backbone.weights):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_load_checkpoint_skips_mismatched_shapes(tmp_path, capsys):
+    source = backbones.get_backbone("mobilenet_v3_small",
+                                    halve_last_block=False)
+    path = tf.train.Checkpoint(model=source).write(str(tmp_path / "ckpt"))
+    target = backbones.get_backbone("mobilenet_v3_small")
+    report = backbones.load_checkpoint(target, path)
+    assert report.skipped and not report.not_loaded
+    printed = capsys.readouterr().out
+    for key, _ in report.skipped:
+        assert key.startswith(("model/block8/", "model/block9/",
+                               "model/block10/", "model/conv_1/"))
+        assert key in printed
+    np.testing.assert_array_equal(
+        np.asarray(target.block3.depthwise.conv.kernel),
+        np.asarray(source.block3.depthwise.conv.kernel))
+    with pytest.raises(ValueError, match="shape"):
+        backbones.load_checkpoint(target, path, skip_mismatch=False)
