@@ -23,8 +23,16 @@ def _scores(predictions: Dict[str, np.ndarray], index: int, void_id: int) -> Dic
     return {int(i): float(s) for i, s in zip(ids, scores) if i != void_id}
 
 
-def _picture(batch, predictions, index, height, width, info):
+def render_prediction(batch: Dict, predictions: Dict, index: int, info: DatasetInfo,
+                      height: Optional[int] = None, width: Optional[int] = None) -> np.ndarray:
+    """Panels of image `index` of a batch: prediction and ground truth over the
+    image, semantic map, center heatmap, offsets; cropped to height x width
+    (default: the image's original size)."""
     from deeplab2.vis import render_panels
+
+    if height is None:
+        height = int(np.asarray(batch[common.IMAGE_HEIGHT])[index])
+        width = int(np.asarray(batch[common.IMAGE_WIDTH])[index])
 
     def crop(value):
         return None if value is None else np.asarray(value)[index, :height, :width]
@@ -70,7 +78,7 @@ def evaluate_dataset(predict: Callable[[object], Dict], batches: Iterable[Dict],
                                                           info.ignore_panoptic_id), info)
             if picture_dir and drawn < num_pictures:
                 save_png(os.path.join(picture_dir, f"{drawn:05d}_{image_id}.png"),
-                         _picture(batch, predictions, i, height, width, info))
+                         render_prediction(batch, predictions, i, info, height, width))
                 drawn += 1
             progress.update()
     progress.close()

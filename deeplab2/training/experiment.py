@@ -6,17 +6,20 @@ Gin-configurable builders (`build_dataset`, `build_model`,
 run needs. It knows nothing of the model family beyond "image in, dict of
 outputs out".
 """
+import functools
 import os
 from typing import Optional, Sequence
 
 import gin
 import keras
+import numpy as np
 import tensorflow as tf
 
+from deeplab2 import common
 from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.data.pipeline import build_dataset
 from deeplab2.evaluation.coco_evaluation import format_table, write_json
-from deeplab2.evaluation.dataset_evaluation import evaluate_dataset
+from deeplab2.evaluation.dataset_evaluation import evaluate_dataset, render_prediction
 from deeplab2.inference import build_predictor
 from deeplab2.losses import PanopticDeepLabLoss
 from deeplab2.model import build_model
@@ -52,6 +55,7 @@ class Experiment:
                  checkpoint_every: int = 500,
                  keep_checkpoints: int = 5,
                  summary_every: int = 100,
+                 image_summary_every: int = 0,
                  init_checkpoint: Optional[str] = None,
                  eval_every: Optional[int] = None,
                  num_eval_pictures: int = 8,
@@ -68,6 +72,8 @@ class Experiment:
             eval_every: in train_and_eval mode, evaluate every so many steps
                 (default: once, at the end).
             num_eval_pictures: evaluation pictures written per evaluation.
+            image_summary_every: steps between TensorBoard pictures of the
+                predictions on the first evaluation images (0: never).
             eval_timeout: continuous_eval gives up after so many seconds
                 without a new checkpoint.
             mixed_precision: None, "bfloat16" (TPU) or "float16" (GPU, with
@@ -89,8 +95,10 @@ class Experiment:
         self.loop_options = LoopOptions(
             num_steps=num_steps, global_batch_size=global_batch_size,
             steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every,
-            keep_checkpoints=keep_checkpoints, summary_every=summary_every, xla=xla)
+            keep_checkpoints=keep_checkpoints, summary_every=summary_every,
+            image_summary_every=image_summary_every, xla=xla)
         self.init_checkpoint = init_checkpoint
+        self._picture_batch = None
         self.eval_every = eval_every
         self.num_eval_pictures = num_eval_pictures
         self.eval_timeout = eval_timeout
@@ -146,8 +154,27 @@ class Experiment:
         if self.init_checkpoint and not tf.train.latest_checkpoint(self.model_dir):
             load_checkpoint(model, self.init_checkpoint)
         loss = PanopticDeepLabLoss(ignore_label=self.info.ignore_label)
+        pictures = None
+        if self.loop_options.image_summary_every and self.eval_file_pattern:
+            pictures = functools.partial(self.prediction_pictures, model)
         return TrainLoop(strategy, model, loss, optimizer, self.train_dataset,
-                         self.model_dir, self.loop_options)
+                         self.model_dir, self.loop_options, image_summary_fn=pictures)
+
+    def prediction_pictures(self, model: keras.Model, num_images: int = 2) -> np.ndarray:
+        """Panels (prediction, ground truth, semantic, heatmap, offsets) of the
+        first evaluation images under the current weights, as [N, H, W, 3]."""
+        if self._picture_batch is None:
+            self._picture_batch = next(iter(build_dataset(
+                self.eval_file_pattern, self.dataset_name, False, self.eval_crop_size,
+                num_images, seed=self.seed)))
+        batch = self._picture_batch
+        predictions = build_predictor(model, self.info)(batch[common.IMAGE])
+        pictures = [render_prediction(batch, predictions, i, self.info)
+                    for i in range(batch[common.IMAGE].shape[0])]
+        height = max(p.shape[0] for p in pictures)
+        width = max(p.shape[1] for p in pictures)
+        return np.stack([np.pad(p, ((0, height - p.shape[0]), (0, width - p.shape[1]), (0, 0)))
+                         for p in pictures])
 
     def evaluate(self, checkpoint_path: str) -> dict:
         """Scores one checkpoint on the eval split; prints a table and writes

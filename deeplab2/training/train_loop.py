@@ -13,6 +13,7 @@ import time
 from typing import Callable, Dict, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from deeplab2 import common
@@ -34,6 +35,7 @@ class LoopOptions:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 5
     summary_every: int = 100
+    image_summary_every: int = 0  # 0: no prediction pictures in TensorBoard
     xla: bool = False  # compile the forward+backward pass with XLA
 
 
@@ -54,7 +56,7 @@ class TrainLoop:
                  optimizer: keras.optimizers.Optimizer,
                  dataset_fn: Callable[[tf.distribute.InputContext, int], tf.data.Dataset],
                  model_dir: str, options: LoopOptions,
-                 on_summary: Optional[Callable[[Dict, Dict, int], None]] = None):
+                 image_summary_fn: Optional[Callable[[], np.ndarray]] = None):
         self.strategy = strategy
         self.model = model
         self.loss_fn = loss_fn
@@ -62,7 +64,7 @@ class TrainLoop:
         self.dataset_fn = dataset_fn
         self.model_dir = model_dir
         self.options = options
-        self.on_summary = on_summary
+        self.image_summary_fn = image_summary_fn
         with strategy.scope():
             self.step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name="global_step",
@@ -199,8 +201,10 @@ class TrainLoop:
                     tf.summary.scalar("steps_per_second", n / max(elapsed, 1e-9))
                     tf.summary.scalar("examples_per_second",
                                       n * opts.global_batch_size / max(elapsed, 1e-9))
-                if self.on_summary is not None:
-                    self.on_summary(self, writer, step)
+            if (self.image_summary_fn is not None and opts.image_summary_every
+                    and (step % opts.image_summary_every < n or step == end)):
+                with writer.as_default(step=step):
+                    tf.summary.image("predictions", self.image_summary_fn(), max_outputs=4)
             if step % opts.checkpoint_every == 0 or step == end:
                 self.manager.save(checkpoint_number=step)
                 if step < end:

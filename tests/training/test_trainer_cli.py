@@ -85,3 +85,23 @@ def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(tmp_path,
     assert actual.keys() == expected.keys() and actual["step/.ATTRIBUTES/VARIABLE_VALUE"] == 6
     for name in expected:
         np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+
+
+def test_train_and_eval_writes_metrics_pictures_and_summaries(tmp_path, tiny_records):
+    model_dir = tmp_path / "run"
+    result = run_trainer(model_dir, tiny_records, "Experiment.num_steps = 2",
+                         "Experiment.image_summary_every = 2",
+                         "Experiment.num_eval_pictures = 1", mode="train_and_eval")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PQ" in result.stdout and "mIoU" in result.stdout
+    import json
+    metrics = json.loads((model_dir / "eval" / "metrics-2.json").read_text())
+    assert metrics["step"] == 2 and metrics["num_images"] == 2
+    assert 0.0 <= metrics["All"]["pq"] <= 1.0
+    assert len(list((model_dir / "eval" / "pictures-2").glob("*.png"))) == 1
+    assert "operative_config.gin" in os.listdir(model_dir)
+    tags = set()
+    for path in (model_dir / "train").glob("events.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"predictions", "losses/total_loss", "learning_rate"} <= tags
