@@ -33,6 +33,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "deeplab2-quickstart=deeplab2.quickstart:run",
+            "deeplab2-trainer=deeplab2.training.main:run",
         ],
     },
 )

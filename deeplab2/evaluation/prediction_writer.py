@@ -10,11 +10,10 @@
 Both are COCO panoptic files: RGB PNGs with id = R + 256 G + 256^2 B (0 void)
 and a JSON of `annotations` (`image_id`, `file_name`, `segments_info`) and
 `categories`. Every distinct non-void panoptic id of a map (`class *
-label_divisor + instance`) becomes one segment, numbered 1, 2, ... in id order;
-its `category_id` is the dataset's original category id (`source_ids`).
-`read_predictions` inverts the writing up to the instance numbers: the things of
-each class read back as instances 1, 2, ... in id order, the numbering that
-post-processing gives.
+label_divisor + instance`) becomes one segment whose id is that panoptic id + 1
+(so that class 0 stuff, panoptic id 0, is not void); void pixels get id 0. A
+segment's `category_id` is the dataset's original category id (`source_ids`),
+and `read_predictions` gives back the exact panoptic maps.
 """
 import json
 import os
@@ -58,6 +57,22 @@ def check_panoptic(panoptic: np.ndarray, info: DatasetInfo, image_id: str) -> No
                          f"classes of dataset {info.name!r}.")
 
 
+def panoptic_segments(panoptic: np.ndarray, info: DatasetInfo):
+    """(HxW segment ids, COCO `segments_info`) of a panoptic map: id = panoptic
+    id + 1, 0 for void; category ids from `info.source_ids`, iscrowd 0."""
+    panoptic = np.asarray(panoptic, np.int64)
+    renumbered, classes, crowd = coco_format.panoptic_to_segments(
+        panoptic, info.label_divisor, info.ignore_label, info.thing_ids,
+        groundtruth=False)
+    values = np.unique(panoptic)
+    values = values[values // info.label_divisor != info.ignore_label]
+    segment_ids = np.concatenate([[coco_format.VOID_ID], values + 1])
+    segments = coco_format.segments_info(renumbered, classes, crowd, info.source_ids)
+    for segment in segments:
+        segment["id"] = int(segment_ids[segment["id"]])
+    return segment_ids[renumbered], segments
+
+
 class PredictionWriter:
     """Writes the panoptic maps of one dataset's images in some formats.
 
@@ -73,14 +88,21 @@ class PredictionWriter:
         for _, png_dir in self.paths.values():
             os.makedirs(png_dir, exist_ok=True)
         self.annotations: Dict[str, List[Dict]] = {fmt: [] for fmt in self.paths}
+        self.image_ids = set()
 
     def add(self, image_id: str, panoptic: np.ndarray) -> None:
         """Writes the PNGs of one HxW `class * label_divisor + instance` map."""
+        if image_id in self.image_ids:
+            raise ValueError(f"Image {image_id} was already written.")
+        self.image_ids.add(image_id)
         check_panoptic(panoptic, self.info, image_id)
+        ids, segments = panoptic_segments(panoptic, self.info)
         for fmt, (_, png_dir) in self.paths.items():
-            png_path = os.path.join(png_dir, image_id + _SUFFIXES[fmt])
-            self.annotations[fmt].append(coco_format.write_panoptic(
-                png_path, panoptic, self.info, json_image_id(image_id)))
+            file_name = image_id + _SUFFIXES[fmt]
+            coco_format.write_panoptic_png(os.path.join(png_dir, file_name), ids)
+            self.annotations[fmt].append({"image_id": json_image_id(image_id),
+                                          "file_name": file_name,
+                                          "segments_info": segments})
 
     def close(self) -> Dict[str, str]:
         """Writes the JSON files; returns {format: JSON path}."""
@@ -94,53 +116,38 @@ class PredictionWriter:
 
 def read_predictions(json_path: str, png_dir: str,
                      info: DatasetInfo) -> Dict[str, np.ndarray]:
-    """{image id: HxW `class * label_divisor + instance` map} of written files."""
-    class_of = {source: k for k, source in enumerate(info.source_ids)
-                if k != info.ignore_label}
+    """{image id: HxW `class * label_divisor + instance` map} of written files;
+    raises coco_format.FormatError when a segment's category is not its class."""
     maps = {}
     for annotation in coco_format.load_json(json_path)["annotations"]:
         ids = coco_format.read_panoptic_png(
             os.path.join(png_dir, annotation["file_name"]))
-        panoptic = np.full(ids.shape, info.ignore_panoptic_id, np.int64)
-        instances = {}
-        for segment in sorted(annotation["segments_info"], key=lambda s: s["id"]):
-            cls = class_of[segment["category_id"]]
-            instance = 0
-            if info.is_thing(cls):
-                instance = instances[cls] = instances.get(cls, 0) + 1
-            panoptic[ids == segment["id"]] = cls * info.label_divisor + instance
-        maps[str(annotation["image_id"])] = panoptic
+        for segment in annotation["segments_info"]:
+            cls = (segment["id"] - 1) // info.label_divisor
+            if not 0 <= cls < info.num_classes or (
+                    info.source_ids[cls] != segment["category_id"]):
+                raise coco_format.FormatError(
+                    f"{json_path}: segment {segment['id']} of image "
+                    f"{annotation['image_id']} is not of category "
+                    f"{segment['category_id']}")
+        maps[str(annotation["image_id"])] = np.where(
+            ids == coco_format.VOID_ID, info.ignore_panoptic_id, ids - 1)
     return maps
-
-
-def _picture(batch: Dict, predictions: Dict, index: int, height: int, width: int,
-             info: DatasetInfo) -> np.ndarray:
-    from deeplab2.vis import render_panels
-
-    def crop(key, values):
-        return None if key not in values else values[key][index, :height, :width]
-
-    return render_panels(
-        crop(common.IMAGE, batch).astype(np.uint8), dataset_info=info,
-        panoptic=crop(common.PANOPTIC, predictions),
-        semantic=crop(common.SEMANTIC, predictions),
-        center_heatmap=crop(common.CENTER_HEATMAP, predictions),
-        offset=crop(common.OFFSET, predictions),
-        gt_panoptic=crop(common.PANOPTIC_LABEL, batch))
 
 
 def predict_and_write(predict: Callable[[object], Dict], batches: Iterable[Dict],
                       writer: PredictionWriter, *, picture_dir: Optional[str] = None,
-                      num_pictures: int = 0, num_images: Optional[int] = None) -> int:
+                      num_pictures: int = 0) -> int:
     """Runs `predict` (image batch -> post-processed predictions) on padded
     evaluation batches and writes each image's panoptic map, cropped to its
     original size; draws the first `num_pictures` into `picture_dir`.
 
     Returns the number of images written.
     """
+    from deeplab2.evaluation.dataset_evaluation import render_prediction
     from deeplab2.vis import save_png
 
-    progress = Progress(num_images, desc="predict", unit="img")
+    progress = Progress(None, desc="predict", unit="img")
     count = 0
     for batch in batches:
         predictions = {k: np.asarray(v) for k, v in predict(batch[common.IMAGE]).items()}
@@ -156,7 +163,8 @@ def predict_and_write(predict: Callable[[object], Dict], batches: Iterable[Dict]
             writer.add(image_id, predictions[common.PANOPTIC][i, :height, :width])
             if picture_dir and count < num_pictures:
                 save_png(os.path.join(picture_dir, f"{count:05d}_{image_id}.png"),
-                         _picture(batch, predictions, i, height, width, writer.info))
+                         render_prediction(batch, predictions, i, writer.info,
+                                           height, width))
             count += 1
             progress.update()
     progress.close()

@@ -181,7 +181,10 @@ class Experiment:
         `eval/metrics-<step>.json`, pictures and summaries under model_dir."""
         model = self.build_model()
         step = tf.Variable(0, dtype=tf.int64)
-        tf.train.Checkpoint(model=model, step=step).restore(checkpoint_path).expect_partial()
+        # Strict: every model variable must come from the checkpoint (the
+        # optimizer and random states in it are not needed here).
+        tf.train.Checkpoint(model=model, step=step).restore(
+            checkpoint_path).expect_partial().assert_existing_objects_matched()
         step = int(step.numpy())
         predictor = build_predictor(model, self.info)
         eval_dir = os.path.join(self.model_dir, "eval")

@@ -3,6 +3,7 @@
 Keras 3 keeps layers held in Python lists out of TensorFlow's checkpoint object
 graph; a weight missing there would silently not be saved or restored.
 """
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -47,3 +48,24 @@ def test_backbone_weights_are_all_checkpointed(name, kwargs):
     backbone = get_backbone(name, output_stride=16, **kwargs)
     assert backbone.weights
     assert _unsaved(backbone) == []
+
+
+def test_a_checkpoint_restores_into_a_model_built_again_in_the_same_process(tmp_path):
+    # Keras gives the second model's unnamed layers other default names; the
+    # checkpoint must not depend on them.
+    def make():
+        model = build_model("mobilenet_v3_small", num_classes=3, crop_size=(65, 65), **SLIM)
+        model(tf.zeros((1, 65, 65, 3)))
+        return model
+
+    first = make()
+    for variable in first.weights:
+        variable.assign(tf.random.stateless_uniform(variable.shape, (1, len(variable.path)),
+                                                    -0.1, 0.1) + (1.0 if "variance" in
+                                                                  variable.path else 0.0))
+    path = tf.train.Checkpoint(model=first).save(str(tmp_path / "ckpt"))
+    second = make()
+    tf.train.Checkpoint(model=second).restore(path).assert_existing_objects_matched()
+    images = tf.random.stateless_uniform((1, 65, 65, 3), (2, 3), 0, 255)
+    for key, value in first(images, training=False).items():
+        np.testing.assert_array_equal(second(images, training=False)[key], value)

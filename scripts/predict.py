@@ -1,0 +1,94 @@
+"""Writes a checkpoint's panoptic predictions in the official formats.
+
+The model, dataset, evaluation crop and post-processing / TTA options
+(`build_predictor.*`) come from the Gin config, as for `trainer.py`.
+
+Example:
+  python scripts/predict.py --gin_config=configs/cityscapes/resnet50_os32.gin \
+      --checkpoint=runs/cityscapes --output_dir=/tmp/pred --format=both \
+      --num_pictures=4
+  # COCO: /tmp/pred/panoptic_val.json + panoptic_val/ (panopticapi pq_compute)
+  # Cityscapes: /tmp/pred/cityscapes_panoptic_val.json + cityscapes_panoptic_val/
+  #   (CITYSCAPES_RESULTS=/tmp/pred csEvalPanopticSemanticLabeling)
+"""
+import os
+import sys
+
+from absl import app, flags
+
+from deeplab2.evaluation.prediction_writer import FORMATS
+# Defines --gin_config and --gin_bindings (and the trainer's flags, unused here).
+from deeplab2.training.main import FLAGS, ConfigError, parse_gin
+
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Checkpoint prefix, or a folder (its latest checkpoint).",
+    required=True)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the predictions.",
+                                  required=True)
+_FORMAT = flags.DEFINE_enum("format", "coco", FORMATS + ("both",), "Output format(s).")
+_FILE_PATTERN = flags.DEFINE_string(
+    "file_pattern", None, "TFRecords to predict (default: Experiment.eval_file_pattern).")
+_SPLIT = flags.DEFINE_string("split_name", "val", "Split name in the output file names.")
+_NUM_PICTURES = flags.DEFINE_integer(
+    "num_pictures", 0, "Pictures of the first predictions, in output_dir/pictures.")
+
+
+def _checkpoint_path(path: str) -> str:
+    import tensorflow as tf
+
+    if tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if not latest:
+            sys.exit(f"error: no checkpoint in {path}")
+        return latest
+    if not tf.io.gfile.glob(path + ".index"):
+        sys.exit(f"error: no checkpoint {path}")
+    return path
+
+
+def main(argv):
+    del argv  # unused
+    try:
+        parse_gin(FLAGS.gin_config, FLAGS.gin_bindings)
+    except ConfigError as error:
+        sys.exit(f"error: {error}")
+    import tensorflow as tf
+
+    from deeplab2.data.pipeline import build_dataset
+    from deeplab2.evaluation.prediction_writer import PredictionWriter, predict_and_write
+    from deeplab2.inference import build_predictor
+    from deeplab2.training.experiment import Experiment
+
+    experiment = Experiment(_OUTPUT_DIR.value)
+    experiment.setup_runtime()
+    pattern = _FILE_PATTERN.value or experiment.eval_file_pattern
+    if not pattern:
+        sys.exit("error: set --file_pattern or Experiment.eval_file_pattern")
+    if not tf.io.gfile.glob(pattern):
+        sys.exit(f"error: no file matches {pattern!r}")
+    checkpoint = _checkpoint_path(_CHECKPOINT.value)
+    model = experiment.build_model()
+    step = tf.Variable(0, dtype=tf.int64)
+    try:
+        tf.train.Checkpoint(model=model, step=step).restore(
+            checkpoint).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:
+        sys.exit(f"error: checkpoint {checkpoint} does not fit the configured model: "
+                 f"{str(error)[:500]}")
+    predictor = build_predictor(model, experiment.info)
+    batches = build_dataset(pattern, experiment.dataset_name, False,
+                            experiment.eval_crop_size, experiment.eval_batch_size,
+                            seed=experiment.seed)
+    formats = FORMATS if _FORMAT.value == "both" else (_FORMAT.value,)
+    writer = PredictionWriter(_OUTPUT_DIR.value, experiment.info, formats, _SPLIT.value)
+    count = predict_and_write(
+        tf.function(predictor.__call__), batches, writer,
+        picture_dir=os.path.join(_OUTPUT_DIR.value, "pictures"),
+        num_pictures=_NUM_PICTURES.value)
+    paths = writer.close()
+    print(f"Predicted {count} images of {pattern} with {checkpoint} (step "
+          f"{int(step.numpy())}); wrote {', '.join(paths.values())}")
+
+
+if __name__ == "__main__":
+    app.run(main)
