@@ -18,7 +18,10 @@ from absl import app, flags
 
 from deeplab2.evaluation.prediction_writer import FORMATS
 # Defines --gin_config and --gin_bindings (and the trainer's flags, unused here).
-from deeplab2.training.main import FLAGS, ConfigError, parse_gin
+from deeplab2.training.config import ConfigError, define_gin_flags, parse_gin
+
+FLAGS = flags.FLAGS
+define_gin_flags()
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Checkpoint prefix, or a folder (its latest checkpoint).",
@@ -31,19 +34,6 @@ _FILE_PATTERN = flags.DEFINE_string(
 _SPLIT = flags.DEFINE_string("split_name", "val", "Split name in the output file names.")
 _NUM_PICTURES = flags.DEFINE_integer(
     "num_pictures", 0, "Pictures of the first predictions, in output_dir/pictures.")
-
-
-def _checkpoint_path(path: str) -> str:
-    import tensorflow as tf
-
-    if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if not latest:
-            sys.exit(f"error: no checkpoint in {path}")
-        return latest
-    if not tf.io.gfile.glob(path + ".index"):
-        sys.exit(f"error: no checkpoint {path}")
-    return path
 
 
 def main(argv):
@@ -66,15 +56,10 @@ def main(argv):
         sys.exit("error: set --file_pattern or Experiment.eval_file_pattern")
     if not tf.io.gfile.glob(pattern):
         sys.exit(f"error: no file matches {pattern!r}")
-    checkpoint = _checkpoint_path(_CHECKPOINT.value)
-    model = experiment.build_model()
-    step = tf.Variable(0, dtype=tf.int64)
     try:
-        tf.train.Checkpoint(model=model, step=step).restore(
-            checkpoint).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError) as error:
-        sys.exit(f"error: checkpoint {checkpoint} does not fit the configured model: "
-                 f"{str(error)[:500]}")
+        model, step, checkpoint = experiment.load_model(_CHECKPOINT.value)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
     predictor = build_predictor(model, experiment.info)
     batches = build_dataset(pattern, experiment.dataset_name, False,
                             experiment.eval_crop_size, experiment.eval_batch_size,
@@ -87,7 +72,7 @@ def main(argv):
         num_pictures=_NUM_PICTURES.value)
     paths = writer.close()
     print(f"Predicted {count} images of {pattern} with {checkpoint} (step "
-          f"{int(step.numpy())}); wrote {', '.join(paths.values())}")
+          f"{step}); wrote {', '.join(paths.values())}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,18 @@ def segment_seed(seed: int, start_step: int) -> int:
     return (seed * 1_000_003 + start_step * 7_919) % (2 ** 31 - 1)
 
 
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint path, or the latest checkpoint of a folder; clear error if none."""
+    if tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if not latest:
+            raise FileNotFoundError(f"No checkpoint in {path}.")
+        return latest
+    if not tf.io.gfile.glob(path + ".index"):
+        raise FileNotFoundError(f"No checkpoint {path} (expected {path}.index).")
+    return path
+
+
 @gin.configurable(denylist=["model_dir"])
 class Experiment:
     """Options of a run and the pieces built from them."""
@@ -176,16 +188,26 @@ class Experiment:
         return np.stack([np.pad(p, ((0, height - p.shape[0]), (0, width - p.shape[1]), (0, 0)))
                          for p in pictures])
 
-    def evaluate(self, checkpoint_path: str) -> dict:
-        """Scores one checkpoint on the eval split; prints a table and writes
-        `eval/metrics-<step>.json`, pictures and summaries under model_dir."""
+    def load_model(self, checkpoint: str):
+        """The configured model with the weights of `checkpoint` (a checkpoint
+        path or a folder: its latest one); returns (model, step, path)."""
+        path = resolve_checkpoint(checkpoint)
         model = self.build_model()
         step = tf.Variable(0, dtype=tf.int64)
         # Strict: every model variable must come from the checkpoint (the
         # optimizer and random states in it are not needed here).
-        tf.train.Checkpoint(model=model, step=step).restore(
-            checkpoint_path).expect_partial().assert_existing_objects_matched()
-        step = int(step.numpy())
+        try:
+            tf.train.Checkpoint(model=model, step=step).restore(
+                path).expect_partial().assert_existing_objects_matched()
+        except (AssertionError, ValueError) as error:
+            raise ValueError(f"Checkpoint {path} does not fit the configured model: "
+                             f"{str(error)[:500]}") from None
+        return model, int(step.numpy()), path
+
+    def evaluate(self, checkpoint_path: str) -> dict:
+        """Scores one checkpoint on the eval split; prints a table and writes
+        `eval/metrics-<step>.json`, pictures and summaries under model_dir."""
+        model, step, _ = self.load_model(checkpoint_path)
         predictor = build_predictor(model, self.info)
         eval_dir = os.path.join(self.model_dir, "eval")
         result = evaluate_dataset(

@@ -6,40 +6,17 @@ Everything a run needs is bound in Gin (see configs/); the resolved config is
 written to `model_dir/operative_config.gin`.
 """
 import sys
-from typing import List
 
-import gin
 from absl import app, flags
 
+from deeplab2.training.config import ConfigError, define_gin_flags, parse_gin
+
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("gin_config", [], "Gin config files, applied in order.")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra Gin bindings, e.g. "
-                          "'Experiment.num_steps = 100'.")
+define_gin_flags()
 flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results.")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "train_and_eval", "continuous_eval"],
                   "What to run.")
 flags.DEFINE_string("tpu", None, "TPU name or address (selects TPUStrategy).")
-
-
-class ConfigError(Exception):
-    """A Gin config that cannot be applied; the message says which file or binding."""
-
-
-def parse_gin(config_files: List[str], bindings: List[str]) -> None:
-    """Parses configs and bindings, turning Gin's errors into one clear message."""
-    # Importing the runner registers every configurable a config may bind.
-    import deeplab2.training.runner  # noqa: F401
-
-    for path in config_files:
-        try:
-            open(path).close()
-        except OSError as error:
-            raise ConfigError(f"Cannot read Gin config file {path!r}: {error.strerror}.")
-    try:
-        gin.parse_config_files_and_bindings(config_files, bindings)
-    except (ValueError, KeyError, TypeError, SyntaxError) as error:
-        sources = ", ".join(config_files + [f"--gin_bindings={b!r}" for b in bindings])
-        raise ConfigError(f"Invalid Gin configuration ({sources}): {error}") from None
 
 
 def run_mode(mode: str, model_dir: str, tpu=None) -> None:

@@ -100,4 +100,4 @@ def test_missing_checkpoint_fails_clearly(setup, tmp_path):
     records = setup[0]
     result = run_predict(tmp_path / "out", tmp_path, f"--file_pattern={records}/val-*")
     assert result.returncode == 1
-    assert f"error: no checkpoint in {tmp_path}" in result.stderr
+    assert f"error: No checkpoint in {tmp_path}" in result.stderr
