@@ -4,7 +4,8 @@ Test-time augmentation averages, over scales and left-right flips, the
 semantic probabilities, the center heatmaps and the offsets (the x-offset of a
 flipped pass is negated after flipping back), each resized to the input size
 with align-corners bilinear resizing; offsets are rescaled to input pixels.
-With scales (1.0,) and no flip it is exactly plain inference.
+With scales (1.0,) and no flip it is exactly plain inference. Image sizes may
+be unknown when tracing (an exported model): sizes then are scalar tensors.
 """
 from typing import Dict, Optional, Sequence
 
@@ -23,9 +24,21 @@ def _resize(images: tf.Tensor, size) -> tf.Tensor:
     return tf.compat.v1.image.resize_bilinear(images, size, align_corners=True)
 
 
-def scaled_size(size: int, scale: float, output_stride: int) -> int:
-    """`k * output_stride + 1` closest to a `scale` resize of a size of that form."""
-    return max(1, round((size - 1) * scale / output_stride)) * output_stride + 1
+def scaled_size(size, scale: float, output_stride: int):
+    """`k * output_stride + 1` closest to a `scale` resize of a size of that form.
+
+    `size` is an int or a scalar int32 tensor; both round half to even in float64.
+    """
+    if isinstance(size, int):
+        return max(1, round((size - 1) * scale / output_stride)) * output_stride + 1
+    k = tf.round(tf.cast(size - 1, tf.float64) * scale / output_stride)
+    return tf.maximum(tf.cast(k, tf.int32), 1) * output_stride + 1
+
+
+def _image_size(images: tf.Tensor):
+    """(height, width) of NHWC images: ints when static, scalar tensors otherwise."""
+    return tuple(images.shape[i] if images.shape[i] is not None else tf.shape(images)[i]
+                 for i in (1, 2))
 
 
 class Predictor:
@@ -52,7 +65,7 @@ class Predictor:
             keep_k_centers=keep_k_centers)
 
     def _one_pass(self, images: tf.Tensor, scale: float, flip: bool) -> Dict[str, tf.Tensor]:
-        height, width = images.shape[1], images.shape[2]
+        height, width = _image_size(images)
         inputs = images
         if scale != 1.0:
             inputs = _resize(images, (scaled_size(height, scale, self.output_stride),
@@ -70,20 +83,21 @@ class Predictor:
             if common.OFFSET in result:
                 result[common.OFFSET] = result[common.OFFSET] * tf.constant([1.0, -1.0])
         if scale != 1.0:
-            in_h, in_w = inputs.shape[1], inputs.shape[2]
+            in_h, in_w = _image_size(inputs)
             result = {k: _resize(v, (height, width)) for k, v in result.items()}
             if common.OFFSET in result:
-                ratio = tf.constant([(height - 1) / max(in_h - 1, 1),
-                                     (width - 1) / max(in_w - 1, 1)], tf.float32)
+                ratio = tf.cast(tf.stack([(height - 1) / tf.maximum(in_h - 1, 1),
+                                          (width - 1) / tf.maximum(in_w - 1, 1)]),
+                                tf.float32)
                 result[common.OFFSET] = result[common.OFFSET] * ratio
         return result
 
     def raw_predictions(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         """Semantic probabilities, center heatmap and offsets averaged over TTA passes."""
         images = tf.convert_to_tensor(images)
-        if images.shape.rank != 4 or images.shape[1] is None or images.shape[2] is None:
-            raise ValueError(f"images must be [batch, height, width, 3] with a static "
-                             f"size, got shape {images.shape}.")
+        if images.shape.rank != 4:
+            raise ValueError(f"images must be [batch, height, width, 3], got shape "
+                             f"{images.shape}.")
         passes = [self._one_pass(images, scale, flip) for scale in self.scales
                   for flip in ((False, True) if self.flip else (False,))]
         return {key: tf.add_n([p[key] for p in passes]) / len(passes) for key in passes[0]}

@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from deeplab2.postprocess.tiles import minimum, shape_of
+
 
 class Centers(NamedTuple):
     """Top-k centers of a batch, best first, padded past `count`.
@@ -41,14 +43,14 @@ def find_centers(heatmap: tf.Tensor, *, threshold: float, nms_kernel: int,
                  keep_k: int) -> Centers:
     """Keeps the `keep_k` best keypoint-NMS peaks of a [B, H, W, 1] heatmap."""
     heat = tf.cast(heatmap[..., 0], tf.float32)
-    _, height, width = heat.shape
+    _, height, width = shape_of(heat)
     peaks = tf.reshape(keypoint_nms(heat, threshold, nms_kernel), [-1, height * width])
     # top_k puts equal values in increasing index order.
-    scores, flat_index = tf.math.top_k(peaks, k=min(keep_k, height * width))
-    missing = keep_k - scores.shape[1]
-    if missing > 0:
-        scores = tf.pad(scores, [[0, 0], [0, missing]])
-        flat_index = tf.pad(flat_index, [[0, 0], [0, missing]])
+    k = minimum(keep_k, height * width)
+    scores, flat_index = tf.math.top_k(peaks, k=k)
+    scores = tf.ensure_shape(tf.pad(scores, [[0, 0], [0, keep_k - k]]), [None, keep_k])
+    flat_index = tf.ensure_shape(tf.pad(flat_index, [[0, 0], [0, keep_k - k]]),
+                                 [None, keep_k])
     valid = scores > 0
     points = tf.stack([flat_index // width, flat_index % width], axis=-1)
     points = tf.where(valid[..., None], points, -tf.ones_like(points))

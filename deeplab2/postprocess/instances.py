@@ -34,7 +34,7 @@ def group_and_count(semantic: tf.Tensor, class_scores: tf.Tensor, use_logits: bo
         probability_sums: [B, K, T] float32 summed probability of each thing
             class over each instance's pixels.
     """
-    shape = semantic.shape
+    shape = tiles_lib.shape_of(semantic)
     batch, height, width = shape
     keep_k = centers.scores.shape[1]
     num_things = len(thing_class_ids)

@@ -14,6 +14,8 @@ from typing import NamedTuple, Sequence
 
 import tensorflow as tf
 
+from deeplab2.postprocess.tiles import shape_of
+
 
 class InstanceTable(NamedTuple):
     """Per-instance results, row i for instance id i + 1: [B, K] tensors.
@@ -66,7 +68,7 @@ def stuff_ids(semantic: tf.Tensor, *, num_classes: int, thing_class_ids: Sequenc
     class * label_divisor for stuff classes larger than the area limit, void for
     the others and for thing classes.
     """
-    batch = semantic.shape[0]
+    batch = shape_of(semantic)[0]
     image = tf.range(batch)[:, None, None] * num_classes
     area = tf.math.unsorted_segment_sum(tf.ones_like(semantic), image + semantic,
                                         batch * num_classes)
@@ -87,7 +89,7 @@ def panoptic_map(semantic: tf.Tensor, instance: tf.Tensor, instance_ids: tf.Tens
         instance_ids: [B, K] panoptic id of instance i + 1.
         stuff_table: [B, C] from `stuff_ids`.
     """
-    batch, height, width = semantic.shape
+    batch, height, width = shape_of(semantic)
     keep_k = instance_ids.shape[1]
     # Column 0 is never read (instance 0 reads the stuff part).
     table = tf.concat([instance_ids[:, :1], instance_ids, stuff_table], axis=1)

@@ -80,8 +80,9 @@ def _postprocess(semantic_logits, semantic_probabilities, center_heatmap, offset
     use_logits = semantic_probabilities is None
     class_scores = semantic_logits if use_logits else semantic_probabilities
     for tensor in (class_scores, center_heatmap, offset):
-        if not tensor.shape.is_fully_defined():
-            raise ValueError(f"Post-processing needs static shapes (XLA), got {tensor.shape}.")
+        if tensor.shape.rank != 4 or tensor.shape[-1] is None:
+            raise ValueError(f"Post-processing needs [batch, height, width, channels] "
+                             f"inputs with static channels, got {tensor.shape}.")
     num_classes = class_scores.shape[-1]
     semantic = tf.argmax(class_scores, axis=-1, output_type=tf.int32)
     centers = centers_lib.find_centers(center_heatmap, threshold=center_threshold,

@@ -6,8 +6,7 @@ instead of gathering a dynamic number of pixels, the batch is cut into tiles,
 the tiles holding at least one pixel of interest are listed first, and a while
 loop visits them one per step, reading a fixed-size window of the inputs.
 """
-import math
-from typing import NamedTuple, Tuple
+from typing import List, NamedTuple, Tuple, Union
 
 import tensorflow as tf
 
@@ -42,16 +41,41 @@ class Window(NamedTuple):
     own: tf.Tensor
 
 
-def tile_shape(height: int, width: int, tile_size: int) -> Tuple[int, int]:
+Size = Union[int, tf.Tensor]
+
+
+def shape_of(tensor: tf.Tensor) -> List[Size]:
+    """Static sizes where known, scalar int32 tensors elsewhere.
+
+    Graphs traced with unknown sizes (e.g. an exported model's image size) are
+    compiled by XLA once per concrete shape, where these sizes are constants.
+    """
+    return [size if size is not None else tf.shape(tensor)[i]
+            for i, size in enumerate(tensor.shape.as_list())]
+
+
+def minimum(a: Size, b: Size) -> Size:
+    """min() of two sizes, static or not."""
+    if isinstance(a, int) and isinstance(b, int):
+        return min(a, b)
+    return tf.minimum(a, b)
+
+
+def tile_shape(height: Size, width: Size, tile_size: int) -> Tuple[Size, Size]:
     """Tile size clipped to the image: windows must fit inside it."""
-    return min(tile_size, height), min(tile_size, width)
+    return minimum(tile_size, height), minimum(tile_size, width)
+
+
+def _grid(height: Size, width: Size, tile_h: Size, tile_w: Size) -> Tuple[Size, Size]:
+    """Rows and columns of tiles (ceiling divisions)."""
+    return -(-height // tile_h), -(-width // tile_w)
 
 
 def list_tiles(mask: tf.Tensor, tile_size: int) -> TileList:
     """Lists the tiles of a [B, H, W] bool mask that contain a True pixel."""
-    batch, height, width = mask.shape
+    batch, height, width = shape_of(mask)
     tile_h, tile_w = tile_shape(height, width, tile_size)
-    rows, cols = math.ceil(height / tile_h), math.ceil(width / tile_w)
+    rows, cols = _grid(height, width, tile_h, tile_w)
     padded = tf.pad(mask, [[0, 0], [0, rows * tile_h - height],
                            [0, cols * tile_w - width]])
     tiles = tf.reshape(padded, [batch, rows, tile_h, cols, tile_w])
@@ -61,10 +85,10 @@ def list_tiles(mask: tf.Tensor, tile_size: int) -> TileList:
 
 
 def window(tile_id: tf.Tensor, shape, tile_size: int) -> Window:
-    """The window of tile `tile_id` in a batch of static shape (B, H, W)."""
+    """The window of tile `tile_id` in a batch of shape (B, H, W) (see `shape_of`)."""
     _, height, width = shape
     tile_h, tile_w = tile_shape(height, width, tile_size)
-    rows, cols = math.ceil(height / tile_h), math.ceil(width / tile_w)
+    rows, cols = _grid(height, width, tile_h, tile_w)
     row = tile_id % (rows * cols) // cols
     col = tile_id % cols
     top = tf.minimum(row * tile_h, height - tile_h)
