@@ -1,5 +1,6 @@
 """`build_model`: the gin-configurable edge that assembles Panoptic-DeepLab."""
 import gin
+import keras
 
 from deeplab2.data import dataset_info
 from deeplab2.model import backbones
@@ -55,6 +56,10 @@ def build_model(backbone="resnet50", num_classes=None, dataset=None,
         backbone_kwargs["multi_grid"] = tuple(multi_grid)
     feature_extractor = backbones.get_backbone(
         backbone, output_stride=output_stride, **backbone_kwargs)
+    # One batch-norm momentum for the whole model, backbone included.
+    for layer in feature_extractor._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
     return panoptic_deeplab.PanopticDeepLab(
         feature_extractor, num_classes, feature_keys=feature_keys,
         atrous_rates=atrous_rates or aspp.atrous_rates_for(output_stride),

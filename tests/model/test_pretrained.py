@@ -35,11 +35,11 @@ def _random_application(name):
     return application
 
 
-def _assert_close(got, expected):
+def _assert_close(got, expected, tolerance=1e-5):
     expected = np.asarray(expected)
     scale = max(1.0, float(np.abs(expected).max()))
     np.testing.assert_allclose(np.asarray(got), expected, rtol=0,
-                               atol=1e-5 * scale)
+                               atol=tolerance * scale)
 
 
 def _hard_swish(x):
@@ -70,7 +70,10 @@ def test_resnet50_features_equal_keras_application():
     features = backbone(IMAGE)
     for key, value in expected.items():
         assert np.abs(value).max() > 0.1
-        _assert_close(features[key], value)
+        # Our inference folds each batch norm into its convolution: the same
+        # function in another float32 order, whose round-off grows with depth
+        # (about 1.5e-4 of the scale after the 50 layers of res5).
+        _assert_close(features[key], value, 1e-5 if key in ("res2", "res3") else 3e-4)
 
 
 def test_caffe_preprocessing_folds_into_the_first_convolution():
