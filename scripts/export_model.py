@@ -11,9 +11,8 @@ import sys
 
 from absl import app, flags
 
-from deeplab2.training.config import ConfigError, define_gin_flags, parse_gin
+from deeplab2.training.config import define_gin_flags, parse_gin_flags_or_exit
 
-FLAGS = flags.FLAGS
 define_gin_flags()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "Checkpoint prefix, or a directory (its latest).",
@@ -26,10 +25,7 @@ _XLA = flags.DEFINE_bool("xla", False, "Compile the whole serving function with 
 
 def main(argv):
     del argv  # unused
-    try:
-        parse_gin(FLAGS.gin_config, FLAGS.gin_bindings)
-    except ConfigError as error:
-        sys.exit(f"error: {error}")
+    parse_gin_flags_or_exit()
     from deeplab2 import export
 
     try:

@@ -18,9 +18,8 @@ from absl import app, flags
 
 from deeplab2.evaluation.prediction_writer import FORMATS
 # Defines --gin_config and --gin_bindings (and the trainer's flags, unused here).
-from deeplab2.training.config import ConfigError, define_gin_flags, parse_gin
+from deeplab2.training.config import define_gin_flags, parse_gin_flags_or_exit
 
-FLAGS = flags.FLAGS
 define_gin_flags()
 
 _CHECKPOINT = flags.DEFINE_string(
@@ -38,10 +37,7 @@ _NUM_PICTURES = flags.DEFINE_integer(
 
 def main(argv):
     del argv  # unused
-    try:
-        parse_gin(FLAGS.gin_config, FLAGS.gin_bindings)
-    except ConfigError as error:
-        sys.exit(f"error: {error}")
+    parse_gin_flags_or_exit()
     import tensorflow as tf
 
     from deeplab2.data.pipeline import build_dataset

@@ -1,4 +1,5 @@
 """Parses Gin config files and bindings into one clear error on failure."""
+import sys
 from typing import List
 
 import gin
@@ -31,3 +32,13 @@ def define_gin_flags() -> None:
     flags.DEFINE_multi_string("gin_config", [], "Gin config files, applied in order.")
     flags.DEFINE_multi_string("gin_bindings", [], "Extra Gin bindings, e.g. "
                               "'Experiment.num_steps = 100'.")
+
+
+def parse_gin_flags_or_exit() -> None:
+    """Parses the --gin_config / --gin_bindings flags; on a bad config prints the
+    error and exits with status 2 (for command-line entry points)."""
+    try:
+        parse_gin(flags.FLAGS.gin_config, flags.FLAGS.gin_bindings)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -5,11 +5,10 @@
 Everything a run needs is bound in Gin (see configs/); the resolved config is
 written to `model_dir/operative_config.gin`.
 """
-import sys
 
 from absl import app, flags
 
-from deeplab2.training.config import ConfigError, define_gin_flags, parse_gin
+from deeplab2.training.config import define_gin_flags, parse_gin_flags_or_exit
 
 FLAGS = flags.FLAGS
 define_gin_flags()
@@ -29,11 +28,7 @@ def main(argv) -> None:
     del argv
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required.")
-    try:
-        parse_gin(FLAGS.gin_config, FLAGS.gin_bindings)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    parse_gin_flags_or_exit()
     run_mode(FLAGS.mode, FLAGS.model_dir, FLAGS.tpu)
 
 

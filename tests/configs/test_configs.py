@@ -33,7 +33,7 @@ from deeplab2.losses import PanopticDeepLabLoss
 from deeplab2.model import builder, decoders, profile
 from deeplab2.model.backbones import registry
 from deeplab2.training.experiment import Experiment
-from deeplab2.training.main import parse_gin
+from deeplab2.training.config import parse_gin
 from deeplab2.training.optimizer import build_optimizer
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]

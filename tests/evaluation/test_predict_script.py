@@ -28,7 +28,7 @@ def setup(tmp_path_factory):
     from deeplab2.data.converters.synthetic import convert_synthetic
     from deeplab2.inference import build_predictor
     from deeplab2.training.experiment import Experiment
-    from deeplab2.training.main import parse_gin
+    from deeplab2.training.config import parse_gin
 
     root = tmp_path_factory.mktemp("predict")
     convert_synthetic(str(root), num_train=0, num_val=2, seed=0, height=64, width=96,

@@ -15,7 +15,7 @@ from deeplab2.export import restore_predictor
 from deeplab2.export.saved_model import INSTANCE_KEYS, MAP_KEYS, PAD_VALUE, padded_size
 from deeplab2.inference import build_predictor
 from deeplab2.training.experiment import Experiment
-from deeplab2.training.main import parse_gin
+from deeplab2.training.config import parse_gin
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY_GIN = PROJECT_ROOT / "tests" / "training" / "tiny.gin"

@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 from deeplab2 import common
-from deeplab2 import postprocess
 from deeplab2.postprocess import panoptic_deeplab
 
 
