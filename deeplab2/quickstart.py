@@ -142,6 +142,17 @@ def main(argv: Optional[List[str]] = None) -> None:
           f"mIoU {100 * result['miou']:.1f}")
     print(f"Metrics, prediction pictures and TensorBoard logs: {model_dir}/eval, "
           f"{model_dir}/train")
+    export_dir = os.path.join(FLAGS.output_dir, "saved_model")
+    export_model(model_dir, export_dir)
+    print(f"Exported SavedModel (uint8 image of any size -> panoptic, semantic, instance "
+          f"maps and instance scores): {export_dir}")
+
+
+def export_model(model_dir: str, export_dir: str) -> None:
+    """Exports the latest checkpoint with the Gin-bound predictor options."""
+    from deeplab2 import export
+
+    export.export_saved_model(export.restore_predictor(model_dir), export_dir)
 
 
 def run() -> None:
