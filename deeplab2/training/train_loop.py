@@ -117,6 +117,8 @@ class TrainLoop:
 
         if self.options.xla:
             compute = tf.function(compute, jit_compile=True)
+            # XLA compiles numbers only: leave out the image ids.
+            inputs = {k: v for k, v in inputs.items() if v.dtype != tf.string}
         losses, outputs, grads = compute(inputs)
         self.optimizer.apply_gradients(zip(grads, variables))
         self.step.assign_add(1)

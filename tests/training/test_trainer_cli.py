@@ -105,3 +105,12 @@ def test_train_and_eval_writes_metrics_pictures_and_summaries(tmp_path, tiny_rec
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             tags.update(value.tag for value in event.summary.value)
     assert {"predictions", "losses/total_loss", "learning_rate"} <= tags
+
+
+def test_xla_forward_backward_with_bfloat16_trains(tmp_path, tiny_records):
+    model_dir = tmp_path / "run"
+    result = run_trainer(model_dir, tiny_records, "Experiment.num_steps = 2",
+                         "Experiment.xla = True", "Experiment.mixed_precision = 'bfloat16'")
+    assert result.returncode == 0, result.stderr[-3000:]
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(model_dir)))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 2
