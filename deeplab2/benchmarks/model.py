@@ -33,7 +33,7 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-class _Timed:
+class TimedForward:
     """A model's compiled forward pass on one random [1, H, W, 3] image."""
 
     def __init__(self, model, input_size, warmup):
@@ -64,9 +64,9 @@ def run(backbone, input_size, num_classes, output_stride, warmup, repeats):
     ours_model = builder.build_model(backbone=backbone,
                                      num_classes=num_classes,
                                      output_stride=output_stride)
-    ours = _Timed(ours_model, input_size, warmup)
+    ours = TimedForward(ours_model, input_size, warmup)
     peak_after_ours = _peak_rss_mb()
-    baseline = _Timed(keras.applications.ResNet50(
+    baseline = TimedForward(keras.applications.ResNet50(
         weights=None, include_top=False, input_shape=(*input_size, 3)),
         input_size, warmup)
     # Alternating runs share the machine's load (other processes) fairly.

@@ -11,7 +11,10 @@ when other jobs share the cores), the same run's latency of a bare argmax over
 the logits (one read of the input: a baseline that drifts with the machine like
 the result does) and the ratio to it, compile seconds, centers found, and the
 growth of the peak resident memory of the process over the compile and timed
-runs.
+runs. With `--forward_backbone` (default resnet50; `none` skips it) it also
+times that Panoptic-DeepLab's forward pass at the same size, alternating with
+the post-processing so both see the same load, and reports the fraction of the
+forward time the post-processing takes (target: at most 10%).
 
 Usage (options only, no program name):
   deeplab2.benchmarks.postprocess.main(["--repeats", "5"])
@@ -28,9 +31,12 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2 import postprocess
+from deeplab2.benchmarks import model as model_benchmark
 from deeplab2.data.dataset_info import get_dataset_info
+from deeplab2.model import builder
 
 TARGET_MS = 150.0
+TARGET_FRACTION_OF_FORWARD = 0.10
 CITYSCAPES = get_dataset_info("cityscapes")
 
 
@@ -50,6 +56,9 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--forward_backbone", default="resnet50",
+                        help="time this Panoptic-DeepLab's forward pass too; 'none' skips it")
+    parser.add_argument("--forward_output_stride", type=int, default=32)
     return parser.parse_args(argv)
 
 
@@ -123,20 +132,27 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     compile_s = time.perf_counter() - start
     for _ in range(args.warmup):
         call()
+    forward = None
+    if args.forward_backbone != "none":
+        model = builder.build_model(backbone=args.forward_backbone, num_classes=args.classes,
+                                    output_stride=args.forward_output_stride)
+        forward = model_benchmark.TimedForward(model, (height, width), args.warmup)
     times, cpu_times = [], []
     for _ in range(args.repeats):
         start, cpu_start = time.perf_counter(), time.process_time()
         call()
         times.append((time.perf_counter() - start) * 1e3)
         cpu_times.append((time.process_time() - cpu_start) * 1e3)
+        if forward is not None:
+            forward.times_ms.append(forward())
     median = statistics.median(times)
     argmax_ms = _median_ms(tf.function(lambda x: tf.argmax(x, axis=-1), jit_compile=True),
                            logits, args.repeats)
-    return {
+    report = {
         "benchmark": "postprocess",
         "input": [args.batch, height, width, args.classes],
         "centers_planted": args.centers,
-        "centers_found": int((result[postprocess.INSTANCE_CENTERS][..., 0] >= 0).sum()),
+        "centers_found": int((result[common.INSTANCE_CENTERS][..., 0] >= 0).sum()),
         "keep_k": args.keep_k,
         "nms_kernel": args.nms_kernel,
         "tile_size": args.tile_size,
@@ -152,6 +168,17 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         "meets_target": median <= TARGET_MS,
         "peak_rss_growth_mb": round(_peak_rss_mb() - rss_before, 1),
     }
+    if forward is not None:
+        forward_ms = statistics.median(forward.times_ms)
+        report.update({
+            "forward_backbone": args.forward_backbone,
+            "forward_output_stride": args.forward_output_stride,
+            "forward_median_ms": round(forward_ms, 1),
+            "fraction_of_forward": round(median / forward_ms, 3),
+            "target_fraction_of_forward": TARGET_FRACTION_OF_FORWARD,
+            "meets_fraction_target": median <= TARGET_FRACTION_OF_FORWARD * forward_ms,
+        })
+    return report
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,5 +1,6 @@
 """Panoptic-DeepLab post-processing against the plain numpy oracle and a hand-worked case."""
 import importlib.util
+import json
 import pathlib
 
 import numpy as np
@@ -246,3 +247,15 @@ def test_rejects_bad_options(change, message):
         panoptic_deeplab(np.zeros((1, 4, 4, 3), np.float32),
                          np.zeros((1, 4, 4, 1), np.float32),
                          np.zeros((1, 4, 4, 2), np.float32), **options)
+
+
+def test_benchmark_finds_the_planted_center_and_times_the_forward_pass(capsys):
+    from deeplab2.benchmarks import postprocess as benchmark
+
+    assert benchmark.main(["--size", "129", "257", "--centers", "1", "--repeats", "1",
+                           "--warmup", "0", "--forward_backbone", "mobilenet_v3_small"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["centers_found"] == 1
+    assert report["forward_backbone"] == "mobilenet_v3_small"
+    assert report["fraction_of_forward"] == pytest.approx(
+        report["median_ms"] / report["forward_median_ms"], rel=0.05, abs=1e-3)
