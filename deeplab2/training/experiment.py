@@ -229,9 +229,16 @@ class Experiment:
                     tf.summary.scalar(name, result[name])
         return result
 
-    def write_operative_config(self) -> str:
-        path = os.path.join(self.model_dir, "operative_config.gin")
+    def write_config(self, operative: bool = False) -> str:
+        """Writes the Gin config under model_dir: `config.gin`, every binding
+        given (written before the run: enough to rebuild it, or to export and
+        evaluate with `--gin_config=model_dir/config.gin`), or with `operative`
+        `operative_config.gin`, the values every configurable called so far
+        actually used, defaults included (written after the run)."""
+        name, text = (("operative_config.gin", gin.operative_config_str()) if operative
+                      else ("config.gin", gin.config_str()))
+        path = os.path.join(self.model_dir, name)
         tf.io.gfile.makedirs(self.model_dir)
         with tf.io.gfile.GFile(path, "w") as f:
-            f.write(gin.operative_config_str())
+            f.write(text)
         return path

@@ -2,8 +2,8 @@
 
     trainer.py --gin_config=configs/synthetic/quickstart.gin --model_dir=runs/x --mode=train
 
-Everything a run needs is bound in Gin (see configs/); the resolved config is
-written to `model_dir/operative_config.gin`.
+Everything a run needs is bound in Gin (see configs/); the bindings given are
+written to `model_dir/config.gin`, the values used to `operative_config.gin`.
 """
 
 from absl import app, flags

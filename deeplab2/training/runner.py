@@ -74,9 +74,11 @@ def run(mode: str, model_dir: str, tpu=None) -> dict:
     on missing data or a non-finite loss."""
     experiment = Experiment(model_dir, **({"tpu": tpu} if tpu else {}))
     experiment.setup_runtime()
-    experiment.write_operative_config()
+    experiment.write_config()
     try:
         return MODES[mode](experiment)
     except (MissingDataError, NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        experiment.write_config(operative=True)

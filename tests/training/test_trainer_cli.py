@@ -99,7 +99,11 @@ def test_train_and_eval_writes_metrics_pictures_and_summaries(tmp_path, tiny_rec
     assert metrics["step"] == 2 and metrics["num_images"] == 2
     assert 0.0 <= metrics["All"]["pq"] <= 1.0
     assert len(list((model_dir / "eval" / "pictures-2").glob("*.png"))) == 1
-    assert "operative_config.gin" in os.listdir(model_dir)
+    # config.gin holds every binding given, operative_config.gin what the run used.
+    given = (model_dir / "config.gin").read_text()
+    assert "Experiment.num_steps = 2" in given and "build_model." in given
+    used = (model_dir / "operative_config.gin").read_text()
+    assert "build_model.backbone = " in used and "build_optimizer.learning_rate" in used
     tags = set()
     for path in (model_dir / "train").glob("events.*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
