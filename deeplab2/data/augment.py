@@ -66,12 +66,16 @@ def sample_scale(seed: tf.Tensor, min_scale: float, max_scale: float,
 def crop_window(size: tf.Tensor, crop: int, scale: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     """(source span, output length) of one side scaled by `scale` and cropped.
 
-    If the scaled side `round(size * scale)` fits in `crop`, the whole side
-    (span size - 1) is resized to that length. Otherwise a source window of
-    span `round((crop - 1) / scale)` pixels is resized to exactly `crop`.
+    Sizes scale by their span, as align-corners resizing does: if the scaled
+    side `round((size - 1) * scale) + 1` fits in `crop`, the whole side (span
+    size - 1) is resized to that length. Otherwise a source window of span
+    `round((crop - 1) / scale)` pixels is resized to exactly `crop`. Either way
+    output pixel i samples source pixel i / scale (up to the rounding of the
+    length), the grid test-time augmentation at `scale` uses
+    (deeplab2.inference.predictor), so a model sees the same pixels there.
     """
     scale = tf.cast(scale, tf.float64)
-    scaled = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float64) * scale), tf.int32), 1)
+    scaled = tf.cast(tf.round(tf.cast(size - 1, tf.float64) * scale), tf.int32) + 1
     fits = scaled <= crop
     window = tf.minimum(tf.cast(tf.round((crop - 1) / scale), tf.int32), size - 1)
     return tf.where(fits, size - 1, window), tf.where(fits, scaled, crop)
