@@ -44,17 +44,15 @@ def main(argv):
     from deeplab2.evaluation.prediction_writer import PredictionWriter, predict_and_write
     from deeplab2.inference import build_predictor
     from deeplab2.training.experiment import Experiment
+    from deeplab2.training.runner import MissingDataError, check_files
 
     experiment = Experiment(_OUTPUT_DIR.value)
     experiment.setup_runtime()
     pattern = _FILE_PATTERN.value or experiment.eval_file_pattern
-    if not pattern:
-        sys.exit("error: set --file_pattern or Experiment.eval_file_pattern")
-    if not tf.io.gfile.glob(pattern):
-        sys.exit(f"error: no file matches {pattern!r}")
     try:
+        check_files(pattern, "--file_pattern (default Experiment.eval_file_pattern)")
         model, step, checkpoint = experiment.load_model(_CHECKPOINT.value)
-    except (FileNotFoundError, ValueError) as error:
+    except (MissingDataError, FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     predictor = build_predictor(model, experiment.info)
     batches = build_dataset(pattern, experiment.dataset_name, False,

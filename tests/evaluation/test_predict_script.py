@@ -101,3 +101,9 @@ def test_missing_checkpoint_fails_clearly(setup, tmp_path):
     result = run_predict(tmp_path / "out", tmp_path, f"--file_pattern={records}/val-*")
     assert result.returncode == 1
     assert f"error: No checkpoint in {tmp_path}" in result.stderr
+
+
+def test_file_pattern_matching_nothing_fails_clearly(setup, tmp_path):
+    result = run_predict(tmp_path / "out", tmp_path, f"--file_pattern={tmp_path}/none-*")
+    assert result.returncode == 1
+    assert f"{tmp_path}/none-*' matches no file" in result.stderr
