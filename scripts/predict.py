@@ -38,7 +38,6 @@ _NUM_PICTURES = flags.DEFINE_integer(
 def main(argv):
     del argv  # unused
     parse_gin_flags_or_exit()
-    import tensorflow as tf
 
     from deeplab2.data.pipeline import build_dataset
     from deeplab2.evaluation.prediction_writer import PredictionWriter, predict_and_write
@@ -61,7 +60,7 @@ def main(argv):
     formats = FORMATS if _FORMAT.value == "both" else (_FORMAT.value,)
     writer = PredictionWriter(_OUTPUT_DIR.value, experiment.info, formats, _SPLIT.value)
     count = predict_and_write(
-        tf.function(predictor.__call__), batches, writer,
+        predictor.batch_function(), batches, writer,
         picture_dir=os.path.join(_OUTPUT_DIR.value, "pictures"),
         num_pictures=_NUM_PICTURES.value)
     paths = writer.close()

@@ -46,11 +46,12 @@ def render_prediction(batch: Dict, predictions: Dict, index: int, info: DatasetI
         gt_panoptic=crop(batch[common.PANOPTIC_LABEL]))
 
 
-def evaluate_dataset(predict: Callable[[object], Dict], batches: Iterable[Dict],
+def evaluate_dataset(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
                      info: DatasetInfo, *, compute_ap: bool = True,
                      picture_dir: Optional[str] = None, num_pictures: int = 0,
                      num_images: Optional[int] = None) -> Dict:
-    """Scores `predict` on `batches` (the evaluation pipeline's padded batches).
+    """Scores `predict` (padded evaluation batch -> post-processed predictions,
+    e.g. `Predictor.batch_function()`) on `batches`.
 
     Predictions are cropped back to each image's original size before
     scoring. Returns the PQ/PQ-dagger/mIoU result of PanopticEvaluator plus
@@ -64,7 +65,7 @@ def evaluate_dataset(predict: Callable[[object], Dict], batches: Iterable[Dict],
     progress = Progress(num_images, desc="eval", unit="img")
     drawn = 0
     for batch in batches:
-        predictions = {k: np.asarray(v) for k, v in predict(batch[common.IMAGE]).items()}
+        predictions = {k: np.asarray(v) for k, v in predict(batch).items()}
         batch = {k: np.asarray(v) for k, v in batch.items()}
         for i in range(batch[common.IMAGE].shape[0]):
             height, width = int(batch[common.IMAGE_HEIGHT][i]), int(batch[common.IMAGE_WIDTH][i])

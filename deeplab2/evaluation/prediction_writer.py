@@ -135,11 +135,11 @@ def read_predictions(json_path: str, png_dir: str,
     return maps
 
 
-def predict_and_write(predict: Callable[[object], Dict], batches: Iterable[Dict],
+def predict_and_write(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
                       writer: PredictionWriter, *, picture_dir: Optional[str] = None,
                       num_pictures: int = 0) -> int:
-    """Runs `predict` (image batch -> post-processed predictions) on padded
-    evaluation batches and writes each image's panoptic map, cropped to its
+    """Runs `predict` (padded evaluation batch -> post-processed predictions,
+    e.g. `Predictor.batch_function()`) on evaluation batches and writes each image's panoptic map, cropped to its
     original size; draws the first `num_pictures` into `picture_dir`.
 
     Returns the number of images written.
@@ -150,7 +150,7 @@ def predict_and_write(predict: Callable[[object], Dict], batches: Iterable[Dict]
     progress = Progress(None, desc="predict", unit="img")
     count = 0
     for batch in batches:
-        predictions = {k: np.asarray(v) for k, v in predict(batch[common.IMAGE]).items()}
+        predictions = {k: np.asarray(v) for k, v in predict(batch).items()}
         if common.PANOPTIC not in predictions:
             raise ValueError(f"The predictions have no {common.PANOPTIC!r} map (keys: "
                              f"{', '.join(sorted(predictions))}).")

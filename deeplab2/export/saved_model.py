@@ -51,7 +51,7 @@ def predict_image(predictor: Predictor, image: tf.Tensor) -> Dict[str, tf.Tensor
     images = tf.pad(tf.cast(image, tf.float32)[None],
                     [[0, 0], [0, pad_height], [0, pad_width], [0, 0]],
                     constant_values=PAD_VALUE)
-    predictions = predictor(images)
+    predictions = predictor(images, image_sizes=tf.stack([height, width])[None])
     if common.PANOPTIC not in predictions:
         raise ValueError("Export needs a panoptic model (center and offset outputs); "
                          "this one predicts semantics only.")

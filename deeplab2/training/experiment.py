@@ -180,7 +180,7 @@ class Experiment:
                 self.eval_file_pattern, self.dataset_name, False, self.eval_crop_size,
                 num_images, seed=self.seed)))
         batch = self._picture_batch
-        predictions = build_predictor(model, self.info)(batch[common.IMAGE])
+        predictions = build_predictor(model, self.info).batch_function(compiled=False)(batch)
         pictures = [render_prediction(batch, predictions, i, self.info)
                     for i in range(batch[common.IMAGE].shape[0])]
         height = max(p.shape[0] for p in pictures)
@@ -211,7 +211,7 @@ class Experiment:
         predictor = build_predictor(model, self.info)
         eval_dir = os.path.join(self.model_dir, "eval")
         result = evaluate_dataset(
-            tf.function(predictor.__call__), self.eval_dataset(), self.info,
+            predictor.batch_function(), self.eval_dataset(), self.info,
             picture_dir=os.path.join(eval_dir, f"pictures-{step}"),
             num_pictures=self.num_eval_pictures)
         result["step"] = step

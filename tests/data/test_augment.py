@@ -133,20 +133,3 @@ def test_eval_rejects_images_larger_than_the_crop():
     with pytest.raises(tf.errors.InvalidArgumentError, match="larger than the crop size"):
         augment.pad_for_eval(image, label, CROP, IGNORE)
 
-
-@pytest.mark.parametrize("scale,size", [(2.0, (32, 64)), (4.0, (32, 64)), (0.5, (33, 65))])
-def test_training_scale_samples_the_grid_of_test_time_scaling(scale, size):
-    """A model trained at scale s sees what the predictor's TTA at s feeds it:
-    the image, padded to k*stride+1 for evaluation and resized by s, equals the
-    training resize of the unpadded image on the image's pixels."""
-    from deeplab2.inference.predictor import _resize, scaled_size
-
-    image, label = _pair(*size)
-    crop = (scaled_size(33, scale, 4), scaled_size(65, scale, 4))
-    trained, _ = augment.scale_and_crop(image, label, tf.constant(scale, tf.float64), (0, 0),
-                                        crop, IGNORE)
-    padded, _ = augment.pad_for_eval(image, label, (33, 65), IGNORE)
-    tested = _resize(padded[None], crop)[0]
-    rows, cols = int((size[0] - 1) * scale) + 1, int((size[1] - 1) * scale) + 1
-    np.testing.assert_allclose(tested[:rows, :cols], trained[:rows, :cols], atol=1e-3)
-    assert np.all(trained[rows:] == augment.IMAGE_PAD_VALUE)

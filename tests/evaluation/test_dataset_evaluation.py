@@ -41,7 +41,7 @@ def _batch_and_perfect_prediction(index):
 def test_perfect_predictions_score_one_and_padding_is_ignored(tmp_path):
     pairs = [_batch_and_perfect_prediction(i) for i in (0, 1, 2)]
     queue = [p for _, p in pairs]
-    result = evaluate_dataset(lambda images: queue.pop(0), [b for b, _ in pairs], INFO,
+    result = evaluate_dataset(lambda batch: queue.pop(0), [b for b, _ in pairs], INFO,
                               picture_dir=str(tmp_path), num_pictures=2)
     assert result["num_images"] == 3
     assert result["All"]["pq"] == pytest.approx(1.0)
@@ -54,6 +54,6 @@ def test_a_wrong_class_lowers_pq():
     batch, prediction = _batch_and_perfect_prediction(0)
     sky = prediction[common.PANOPTIC] == 0
     prediction[common.PANOPTIC][sky] = 2 * INFO.label_divisor  # sky predicted as ground
-    result = evaluate_dataset(lambda images: prediction, [batch], INFO, compute_ap=False)
+    result = evaluate_dataset(lambda batch: prediction, [batch], INFO, compute_ap=False)
     assert result["Stuff"]["pq"] < 0.7 and result["per_class"][0]["pq"] == 0.0
     assert "AP" not in result

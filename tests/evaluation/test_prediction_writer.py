@@ -171,8 +171,8 @@ def test_predict_and_write_crops_and_draws(tmp_path):
              common.IMAGE_HEIGHT: np.array([9, 5]), common.IMAGE_WIDTH: np.array([12, 7]),
              common.PANOPTIC_LABEL: panoptic}
 
-    def predict(images):
-        assert images.shape == (2, 9, 12, 3)
+    def predict(batch):
+        assert batch[common.IMAGE].shape == (2, 9, 12, 3)
         return {common.PANOPTIC: panoptic, common.SEMANTIC: panoptic // 1000}
 
     writer = PredictionWriter(str(tmp_path), info, ["coco"])
@@ -184,5 +184,5 @@ def test_predict_and_write_crops_and_draws(tmp_path):
     maps = read_predictions(*output_paths(str(tmp_path), "coco"), info)
     np.testing.assert_array_equal(maps["val_000001"], panoptic[1, :5, :7])
     with pytest.raises(ValueError, match="no 'panoptic' map"):
-        predict_and_write(lambda images: {common.SEMANTIC: panoptic}, [batch],
+        predict_and_write(lambda batch: {common.SEMANTIC: panoptic}, [batch],
                           PredictionWriter(str(tmp_path / "x"), info))

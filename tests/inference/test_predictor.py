@@ -71,6 +71,38 @@ def test_scales_rescale_offsets_to_input_pixels():
     assert raw[common.CENTER_HEATMAP].shape == (2, height, width, 1)
 
 
+class InputRecorder(PixelModel):
+    """PixelModel that keeps the last input it was given."""
+
+    def call(self, images, training=None):
+        self.seen = images
+        return super().call(images, training)
+
+
+@pytest.mark.parametrize("scale", [2.0, 4.0])
+def test_scaled_pass_feeds_what_training_at_that_scale_sees(scale):
+    """A model trained at scale s is fed, by a pass at scale s, the training
+    resize of each image (deeplab2.data.augment) padded with the pad value:
+    the same pixel grid, and no band blending the image with its padding."""
+    from deeplab2.data import augment
+
+    sizes = [(25, 40), (33, 49)]
+    rng = np.random.default_rng(1)
+    unpadded = [rng.uniform(0, 255, size + (3,)).astype(np.float32) for size in sizes]
+    padded = np.full((2, 33, 49, 3), augment.IMAGE_PAD_VALUE, np.float32)
+    for i, image in enumerate(unpadded):
+        padded[i, :image.shape[0], :image.shape[1]] = image
+    model = InputRecorder()
+    Predictor(model, INFO, output_stride=16, scales=(scale,)).raw_predictions(
+        tf.constant(padded), image_sizes=tf.constant(sizes))
+    crop = (scaled_size(33, scale, 16), scaled_size(49, scale, 16))
+    for i, image in enumerate(unpadded):
+        trained, _ = augment.scale_and_crop(
+            tf.constant(image), tf.zeros(image.shape[:2], tf.int32),
+            tf.constant(scale, tf.float64), (0, 0), crop, ignore_id=255)
+        np.testing.assert_allclose(model.seen[i], trained, atol=1e-3)
+
+
 def test_scaled_size_keeps_the_k_stride_plus_one_form():
     assert scaled_size(1025, 0.5, 32) == 513
     assert scaled_size(1025, 1.75, 32) == 1793

@@ -1,8 +1,10 @@
 """The full path on the real Cityscapes image: converter, pipeline, training,
-post-processing and evaluation. A small model overfits the image: the loss drops
-10x within 300 steps and the panoptic prediction of the image reaches PQ >= 60%
-(measured: 70.7% at 300 steps, 73.8% at 600; stuff ~83%, the small persons and
-cars ~25-37%)."""
+post-processing and evaluation. A small model overfits the image, trained and
+evaluated at scale 4 (see overfit_cityscapes.gin): the loss drops 10x and the
+panoptic prediction of the image reaches PQ >= 90% after 600 steps (measured
+over seeds 0-4: PQ 96.2-99.9%, stuff 100%, things 81-99.6% with 3 or 4 of the
+4 persons and 3 of 3 cars found, mIoU >= 99.7%; at scale 1 it plateaus near
+74%)."""
 import json
 import pathlib
 import subprocess
@@ -40,7 +42,7 @@ def test_overfit_the_real_cityscapes_image(tmp_path, shared_data):
                "--mode=train_and_eval",
                f"--gin_bindings=Experiment.train_file_pattern = '{pattern}'",
                f"--gin_bindings=Experiment.eval_file_pattern = '{pattern}'"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200,
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800,
                             env=quiet_env(), cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -48,7 +50,7 @@ def test_overfit_the_real_cityscapes_image(tmp_path, shared_data):
     assert len(losses) >= 10
     assert losses[-1] * 10 <= losses[0], losses
 
-    metrics = json.loads((model_dir / "eval" / "metrics-300.json").read_text())
+    metrics = json.loads((model_dir / "eval" / "metrics-600.json").read_text())
     assert metrics["num_images"] == 1
-    assert metrics["All"]["pq"] >= 0.6, json.dumps(metrics["All"])
-    assert metrics["miou"] >= 0.75
+    assert metrics["All"]["pq"] >= 0.9, json.dumps(metrics["All"])
+    assert metrics["miou"] >= 0.95
