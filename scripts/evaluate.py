@@ -25,7 +25,7 @@ _PRED_DIR = flags.DEFINE_string("pred_dir", None, "Folder of the predicted PNGs.
                                 required=True)
 _JSON_OUT = flags.DEFINE_string("json_out", None,
                                 "Where to write the metrics as JSON (fractions).")
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", 1, "Worker processes.")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 1, "Worker threads scoring images in parallel.")
 _PER_CLASS = flags.DEFINE_bool("per_class", False, "Also print per-class rows.")
 
 

@@ -3,7 +3,7 @@
 Writes synthetic Cityscapes-like pairs (stuff bands, poles, ~30 cars and
 persons, a crowd region, void; predictions with shifted boundaries, missed,
 split and spurious instances) as COCO panoptic files, then times in the same
-run: our file evaluation with 1 and 2 worker processes, our in-memory
+run: our file evaluation with 1 and 2 worker threads, our in-memory
 evaluator on integer maps, PNG decoding alone (the floor of any file-based
 tool), hotcoco's `pq_compute` and, given a Python with panopticapi
 (e.g. a throwaway venv with panopticapi-lite), panopticapi's `pq_compute`.

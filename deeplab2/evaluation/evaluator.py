@@ -50,7 +50,7 @@ class MetricSet:
                                               len(self.pq.categories)))
 
     def add_statistics(self, stats: PQStats, confusion: np.ndarray) -> None:
-        """Adds one image's `image_statistics` (e.g. from a worker process)."""
+        """Adds one image's `image_statistics` (e.g. from a worker thread)."""
         self.pq.add(stats)
         self.confusion.add(confusion)
         self.num_images += 1

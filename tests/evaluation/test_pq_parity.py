@@ -85,7 +85,7 @@ def test_matches_hotcoco_with_two_crowd_segments_of_a_category(
 
 
 def test_original_files_and_workers_give_the_same_numbers(shared_data):
-    """The shared files themselves (declared areas), with 2 worker processes."""
+    """The shared files themselves (declared areas), with 2 worker threads."""
     folder = shared_subdir(shared_data, "coco_panoptic")
     gt_json = str(folder / "panoptic_examples.json")
     gt_dir = str(folder / "panoptic")
