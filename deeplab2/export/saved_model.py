@@ -19,10 +19,11 @@ from typing import Dict, Union
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2.data.augment import IMAGE_PAD_VALUE
 from deeplab2.inference import Predictor, build_predictor
 from deeplab2.training.experiment import Experiment, resolve_checkpoint
 
-PAD_VALUE = 127.5
+PAD_VALUE = IMAGE_PAD_VALUE  # as the evaluation pipeline pads
 INPUT_KEY = "image"
 MAP_KEYS = (common.PANOPTIC, common.SEMANTIC, common.INSTANCE)
 INSTANCE_KEYS = (common.INSTANCE_SCORES, common.INSTANCE_CLASSES,
