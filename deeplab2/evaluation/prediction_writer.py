@@ -139,8 +139,9 @@ def predict_and_write(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
                       writer: PredictionWriter, *, picture_dir: Optional[str] = None,
                       num_pictures: int = 0) -> int:
     """Runs `predict` (padded evaluation batch -> post-processed predictions,
-    e.g. `Predictor.batch_function()`) on evaluation batches and writes each image's panoptic map, cropped to its
-    original size; draws the first `num_pictures` into `picture_dir`.
+    e.g. `Predictor.batch_function()`) on evaluation batches and writes each
+    image's panoptic map, cropped to its original size; draws the first
+    `num_pictures` into `picture_dir`.
 
     Returns the number of images written.
     """
