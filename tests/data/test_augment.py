@@ -132,4 +132,3 @@ def test_eval_rejects_images_larger_than_the_crop():
     image, label = _pair(40, 40)
     with pytest.raises(tf.errors.InvalidArgumentError, match="larger than the crop size"):
         augment.pad_for_eval(image, label, CROP, IGNORE)
-
