@@ -1,33 +1,35 @@
-"""Installs the deeplab2 package: `pip install -e .` (add `[test]` for the test suite).
+"""Installs the deeplab2 package with exactly one TensorFlow distribution.
 
-TensorFlow: `tensorflow-cpu` by default. For GPUs install with
-`DEEPLAB2_TENSORFLOW="tensorflow[and-cuda]==2.21.0" pip install -e .`
-(or `pip install -e .[gpu]`, which adds the CUDA build beside the CPU one).
+    pip install -e ".[cpu]"         # tensorflow-cpu (add ",test" for the test suite)
+    pip install -e ".[gpu]"         # tensorflow[and-cuda], for NVIDIA GPUs
+    pip install -e .                # bring your own TensorFlow 2.21 (e.g. on a TPU VM)
+
+The Gin configs ship inside the package (deeplab2/configs).
 """
-import os
-
 import setuptools
 
-TENSORFLOW = os.environ.get("DEEPLAB2_TENSORFLOW", "tensorflow-cpu==2.21.0")
+TENSORFLOW_VERSION = "2.21.0"
 
 setuptools.setup(
     name="deeplab2",
-    version="0.1.0",
-    description="Panoptic-DeepLab and its backbones in TensorFlow 2 / Keras 3.",
+    version="0.2.0",
+    description="Panoptic segmentation (Panoptic-DeepLab and its backbones) in "
+                "TensorFlow 2 / Keras 3.",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["deeplab2", "deeplab2.*"]),
+    package_data={"deeplab2": ["configs/*/*.gin"]},
     install_requires=[
-        TENSORFLOW,
         "absl-py==2.5.1",
         "gin-config==0.5.0",
         "numpy>=1.26,<3",
         "pillow==13.0.0",
         "pycocotools==2.0.11",
-        "tensorboard==2.21.0",
+        f"tensorboard=={TENSORFLOW_VERSION}",
     ],
     extras_require={
-        "gpu": ["tensorflow[and-cuda]==2.21.0"],
+        "cpu": [f"tensorflow-cpu=={TENSORFLOW_VERSION}"],
+        "gpu": [f"tensorflow[and-cuda]=={TENSORFLOW_VERSION}"],
         "test": ["pytest==9.2.0", "hotcoco==1.3.0"],
     },
     entry_points={

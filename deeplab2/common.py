@@ -9,6 +9,7 @@ IMAGE = "image"  # uint8 HxWx3 when decoded; float32 in [0, 255] after augmentat
 IMAGE_ID = "image_id"  # string
 IMAGE_HEIGHT = "height"  # int32, original height before padding
 IMAGE_WIDTH = "width"  # int32, original width before padding
+IMAGE_INDEX = "image_index"  # int32 position in an evaluated split; -1 for fillers
 PANOPTIC_LABEL = "panoptic_label"  # int32 HxW: class * label_divisor + instance
 SEGMENT_IDS = "segment_ids"  # int32 [S]: panoptic id of each source segment
 SEGMENT_IS_CROWD = "segment_is_crowd"  # int32 [S]: 1 for crowd segments
@@ -27,6 +28,8 @@ OFFSET_WEIGHTS = "offset_weights"  # float32 HxW
 SEMANTIC_LOGITS = "semantic_logits"  # float32 HxWxC
 CENTER_HEATMAP = "center_heatmap"  # float32 HxWx1
 OFFSET = "offset"  # float32 HxWx2 (y, x)
+# Softmax of the semantic logits (averaged over test-time augmentation passes).
+SEMANTIC_PROBABILITIES = "semantic_probabilities"  # float32 HxWxC
 
 # Post-processed predictions.
 SEMANTIC = "semantic"  # int32 HxW

@@ -3,7 +3,7 @@
 `python -m deeplab2.quickstart` generates the synthetic scenes, converts them to
 sharded TFRecords (reused when already there), prints a summary of the data,
 renders pictures of the ground truth, trains a small Panoptic-DeepLab with
-configs/synthetic/quickstart.gin, evaluates it on the val split (PQ / SQ / RQ,
+deeplab2/configs/synthetic/quickstart.gin, evaluates it on the val split (PQ / SQ / RQ,
 mIoU, mask AP, prediction pictures) and exports it as a SavedModel. Outputs go
 to `--data_dir` and `--output_dir`; a finished training run is reused.
 """
@@ -25,8 +25,9 @@ flags.DEFINE_integer("num_train", 400, "Synthetic training scenes.")
 flags.DEFINE_integer("num_val", 50, "Synthetic validation scenes.")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic scenes.")
 flags.DEFINE_integer("num_samples", 4, "Validation examples rendered as pictures.")
-flags.DEFINE_string("gin_config", "configs/synthetic/quickstart.gin",
-                    "Gin config of the quickstart model and training.")
+flags.DEFINE_string("gin_config", "synthetic/quickstart.gin",
+                    "Gin config of the quickstart model and training (a path, or a "
+                    "name under deeplab2/configs).")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra Gin bindings.")
 
 SPLITS = ("train", "val")
@@ -118,8 +119,8 @@ def train_and_evaluate(data_dir: str, model_dir: str, gin_config: str,
     from deeplab2.training.config import parse_gin
 
     parse_gin([gin_config], [
-        f"Experiment.train_file_pattern = '{data_dir}/train-*.tfrecord'",
-        f"Experiment.eval_file_pattern = '{data_dir}/val-*.tfrecord'"] + list(bindings))
+        f"Trainer.train_file_pattern = '{data_dir}/train-*.tfrecord'",
+        f"Evaluator.file_pattern = '{data_dir}/val-*.tfrecord'"] + list(bindings))
     start = time.monotonic()
     result = runner.run("train_and_eval", model_dir)
     print(f"Training and evaluation took {time.monotonic() - start:.0f} s.")
@@ -128,6 +129,9 @@ def train_and_evaluate(data_dir: str, model_dir: str, gin_config: str,
 
 def main(argv: Optional[List[str]] = None) -> None:
     del argv
+    from deeplab2.utils.console import configure_logging
+
+    configure_logging()
     summaries = prepare_data(FLAGS.data_dir, FLAGS.num_train, FLAGS.num_val, FLAGS.seed)
     val_pattern = os.path.join(FLAGS.data_dir, "val-*.tfrecord")
     print("Synthetic dataset:")
@@ -149,10 +153,11 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def export_model(model_dir: str, export_dir: str) -> None:
-    """Exports the latest checkpoint with the Gin-bound predictor options."""
+    """Exports the model directory's latest checkpoint."""
     from deeplab2 import export
+    from deeplab2.inference import load_predictor
 
-    export.export_saved_model(export.restore_predictor(model_dir), export_dir)
+    export.export_saved_model(load_predictor(model_dir)[0], export_dir)
 
 
 def run() -> None:

@@ -12,6 +12,6 @@ fi
 stamp="$venv/.deeplab2-installed"
 if [ ! -f "$stamp" ] || [ "$root/setup.py" -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-  "$venv/bin/python" -m pip install --quiet -e "$root[test]"
+  "$venv/bin/python" -m pip install --quiet -e "$root[cpu,test]"
   touch "$stamp"
 fi

@@ -1,22 +1,21 @@
-"""Exports a trained checkpoint as a SavedModel that serves one image of any size.
+"""Exports a model directory's model as a SavedModel serving one image of any size.
 
-The model, dataset and Predictor options (test-time augmentation, post-processing)
-come from the Gin configs the model was trained with; see deeplab2.export.
+Everything comes from the model directory (model_config.json and the latest
+checkpoint, or --checkpoint); test-time augmentation and post-processing
+overrides are flags. See deeplab2.export.
 
 Example:
-  python scripts/export_model.py --gin_config=configs/synthetic/quickstart.gin \\
-      --checkpoint=runs/quickstart --output_dir=exported/quickstart
+  python scripts/export_model.py --model_dir=runs/quickstart/model \\
+      --output_dir=runs/quickstart/saved_model
 """
 import sys
 
 from absl import app, flags
 
-from deeplab2.training.config import define_gin_flags, parse_gin_flags_or_exit
+from deeplab2.inference.cli import define_model_flags, load_predictor_from_flags
+from deeplab2.utils.console import configure_logging
 
-define_gin_flags()
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
-                                  "Checkpoint prefix, or a directory (its latest).",
-                                  required=True)
+define_model_flags()
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the SavedModel.",
                                   required=True)
 _XLA = flags.DEFINE_bool("xla", False, "Compile the whole serving function with XLA "
@@ -25,16 +24,17 @@ _XLA = flags.DEFINE_bool("xla", False, "Compile the whole serving function with 
 
 def main(argv):
     del argv  # unused
-    parse_gin_flags_or_exit()
+    configure_logging()
     from deeplab2 import export
 
+    predictor, step, checkpoint = load_predictor_from_flags()
     try:
-        predictor = export.restore_predictor(_CHECKPOINT.value)
-    except (ValueError, AssertionError) as error:
-        sys.exit(f"error: cannot restore {_CHECKPOINT.value!r}: {error}")
-    export.export_saved_model(predictor, _OUTPUT_DIR.value, jit_compile=_XLA.value)
-    print(f"Wrote {_OUTPUT_DIR.value} (signature 'serving_default': uint8 image "
-          f"[height, width, 3] -> panoptic, semantic, instance maps and instance tables)")
+        export.export_saved_model(predictor, _OUTPUT_DIR.value, jit_compile=_XLA.value)
+    except OSError as error:
+        sys.exit(f"error: cannot write {_OUTPUT_DIR.value}: {error.strerror or error}")
+    print(f"Wrote {_OUTPUT_DIR.value} from {checkpoint} (step {step}): signature "
+          "'serving_default' takes a uint8 image [height, width, 3] and returns panoptic, "
+          "semantic, instance maps and instance tables")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
-"""Writes a checkpoint's panoptic predictions in the official formats.
+"""Writes a model's panoptic predictions of TFRecords or photos in the official formats.
 
-The model, dataset, evaluation crop and post-processing / TTA options
-(`build_predictor.*`) come from the Gin config, as for `trainer.py`.
+The model, its dataset, its post-processing options and its input sizes come
+from the model directory; test-time augmentation and post-processing
+overrides are flags. Photos may also be predicted by an exported SavedModel
+(scripts/export_model.py), given its dataset.
 
-Example:
-  python scripts/predict.py --gin_config=configs/cityscapes/resnet50_os32.gin \
-      --checkpoint=runs/cityscapes --output_dir=/tmp/pred --format=both \
-      --num_pictures=4
+Example, TFRecords:
+  python scripts/predict.py --model_dir=runs/cityscapes \\
+      --file_pattern='data/cityscapes/val-*.tfrecord' --output_dir=/tmp/pred \\
+      --format=both --num_pictures=4
   # COCO: /tmp/pred/panoptic_val.json + panoptic_val/ (panopticapi pq_compute)
   # Cityscapes: /tmp/pred/cityscapes_panoptic_val.json + cityscapes_panoptic_val/
   #   (CITYSCAPES_RESULTS=/tmp/pred csEvalPanopticSemanticLabeling)
+
+Example, photos (files, folders of .jpg/.jpeg/.png, globs; upright per EXIF):
+  python scripts/predict.py --model_dir=runs/cityscapes \\
+      --images='photos/*.jpg,more_photos' --output_dir=/tmp/photos
+  # or --saved_model=runs/cityscapes/saved_model --dataset=cityscapes
+  # /tmp/photos/panoptic_val/<name>.png + panoptic_val.json, and the photo with
+  # its segments in /tmp/photos/overlays/<name>.png; unreadable files are skipped.
 """
 import os
 import sys
@@ -17,55 +26,223 @@ import sys
 from absl import app, flags
 
 from deeplab2.evaluation.prediction_writer import FORMATS
-# Defines --gin_config and --gin_bindings (and the trainer's flags, unused here).
-from deeplab2.training.config import define_gin_flags, parse_gin_flags_or_exit
+from deeplab2.inference.cli import define_model_flags, load_predictor_from_flags
+from deeplab2.utils.console import configure_logging
 
-define_gin_flags()
-
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Checkpoint prefix, or a folder (its latest checkpoint).",
-    required=True)
+define_model_flags()
+_FILE_PATTERN = flags.DEFINE_string("file_pattern", None, "TFRecords to predict.")
+_IMAGES = flags.DEFINE_list("images", None, "Photos to predict: files, folders (their "
+                            ".jpg, .jpeg and .png files) or globs.")
+_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Exported SavedModel predicting "
+                                   "--images, instead of --model_dir.")
+_DATASET = flags.DEFINE_string("dataset", None, "The --saved_model's dataset, if it does not "
+                               "record it: a name (e.g. cityscapes) or the model directory "
+                               "it was exported from.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the predictions.",
                                   required=True)
 _FORMAT = flags.DEFINE_enum("format", "coco", FORMATS + ("both",), "Output format(s).")
-_FILE_PATTERN = flags.DEFINE_string(
-    "file_pattern", None, "TFRecords to predict (default: Experiment.eval_file_pattern).")
 _SPLIT = flags.DEFINE_string("split_name", "val", "Split name in the output file names.")
+_CROP = flags.DEFINE_list("crop_size", None, "Height,width every image is padded to "
+                          "(k * output_stride + 1, at least the largest image); default: "
+                          "the model's training crop.")
+_FIT = flags.DEFINE_list("fit_size", None, "Height,width photos are shrunk to fit in and "
+                         "padded to (k * output_stride + 1), as google-research/deeplab2 "
+                         "evaluates; default: each photo at its own size.")
 _NUM_PICTURES = flags.DEFINE_integer(
     "num_pictures", 0, "Pictures of the first predictions, in output_dir/pictures.")
 
+_RECORD_FLAGS = ("crop_size", "num_pictures")
+_PHOTO_FLAGS = ("fit_size",)
+_MODEL_DIR_FLAGS = ("checkpoint", "scales", "flip", "postprocess")
 
-def main(argv):
-    del argv  # unused
-    parse_gin_flags_or_exit()
 
-    from deeplab2.data.pipeline import build_dataset
+def _flag_error():
+    """What is wrong with the combination of flags, or None."""
+    values = flags.FLAGS
+    if (values.images is None) == (values.file_pattern is None):
+        return "give exactly one of --images and --file_pattern."
+    if (values.model_dir is None) == (values.saved_model is None):
+        return "give exactly one of --model_dir and --saved_model."
+    for name in _RECORD_FLAGS if values.images is not None else _PHOTO_FLAGS:
+        if values[name].present:
+            other = "--file_pattern" if values.images is not None else "--images"
+            return f"--{name} applies to {other} only."
+    if values.saved_model is None:
+        return ("--dataset applies to --saved_model only (a model directory has its "
+                "dataset)." if values["dataset"].present else None)
+    if values.file_pattern is not None:
+        return "--saved_model predicts --images only; predict TFRecords from --model_dir."
+    for name in _MODEL_DIR_FLAGS:
+        if values[name].present:
+            return f"--{name} applies to --model_dir only (a SavedModel has it built in)."
+    return None
+
+
+def _formats():
+    return FORMATS if _FORMAT.value == "both" else (_FORMAT.value,)
+
+
+def _predict_records():
+    from deeplab2.data import pipeline
+    from deeplab2.data.records import RecordFileError
     from deeplab2.evaluation.prediction_writer import PredictionWriter, predict_and_write
-    from deeplab2.inference import build_predictor
-    from deeplab2.training.experiment import Experiment
-    from deeplab2.training.runner import MissingDataError, check_files
 
-    experiment = Experiment(_OUTPUT_DIR.value)
-    experiment.setup_runtime()
-    pattern = _FILE_PATTERN.value or experiment.eval_file_pattern
+    predictor, step, checkpoint = load_predictor_from_flags()
     try:
-        check_files(pattern, "--file_pattern (default Experiment.eval_file_pattern)")
-        model, step, checkpoint = experiment.load_model(_CHECKPOINT.value)
-    except (MissingDataError, FileNotFoundError, ValueError) as error:
+        crop = tuple(int(c) for c in _CROP.value) if _CROP.value else None
+        batches = pipeline.evaluation_dataset(_FILE_PATTERN.value, predictor.config,
+                                              global_batch_size=1, crop_size=crop)
+    except (RecordFileError, ValueError) as error:
         sys.exit(f"error: {error}")
-    predictor = build_predictor(model, experiment.info)
-    batches = build_dataset(pattern, experiment.dataset_name, False,
-                            experiment.eval_crop_size, experiment.eval_batch_size,
-                            seed=experiment.seed)
-    formats = FORMATS if _FORMAT.value == "both" else (_FORMAT.value,)
-    writer = PredictionWriter(_OUTPUT_DIR.value, experiment.info, formats, _SPLIT.value)
+    writer = PredictionWriter(_OUTPUT_DIR.value, predictor.info, _formats(), _SPLIT.value)
     count = predict_and_write(
         predictor.batch_function(), batches, writer,
         picture_dir=os.path.join(_OUTPUT_DIR.value, "pictures"),
         num_pictures=_NUM_PICTURES.value)
     paths = writer.close()
-    print(f"Predicted {count} images of {pattern} with {checkpoint} (step "
+    print(f"Predicted {count} images of {_FILE_PATTERN.value} with {checkpoint} (step "
           f"{step}); wrote {', '.join(paths.values())}")
+
+
+def _fit_size():
+    """(height, width) of --fit_size, or None."""
+    if not _FIT.value:
+        return None
+    try:
+        height, width = (int(side) for side in _FIT.value)
+    except ValueError:
+        sys.exit(f"error: --fit_size must be height,width, got {','.join(_FIT.value)}.")
+    return height, width
+
+
+def _model_dir_function():
+    """(uint8 photo -> predictions, dataset, description) of --model_dir."""
+    from deeplab2.export import serving_function
+    from deeplab2.inference import Predictor
+
+    predictor, step, checkpoint = load_predictor_from_flags()
+    fit_size = _fit_size()
+    if fit_size:
+        try:
+            predictor = Predictor(predictor.model, scales=predictor.scales,
+                                  flip=predictor.flip,
+                                  postprocess=predictor.config.postprocess, fit_size=fit_size)
+        except ValueError as error:
+            sys.exit(f"error: --fit_size: {error}")
+    return serving_function(predictor), predictor.info, f"{checkpoint} (step {step})"
+
+
+def _exported_dataset(saved_model):
+    """The dataset an exported SavedModel records (assets.extra/model_config.json)."""
+    from deeplab2.export.saved_model import config_path
+    from deeplab2.model.meta import ConfigFileError, config_from_json
+    from deeplab2.model.model_dir import ModelDirError
+
+    path = config_path(saved_model)
+    if not os.path.isfile(path):
+        raise ModelDirError(f"{path} not found (exported by an older version?): pass "
+                            "--dataset, the model's dataset or its model directory.")
+    with open(path) as f:
+        try:
+            return config_from_json(f.read(), path).dataset
+        except ConfigFileError as error:
+            raise ModelDirError(str(error)) from None
+
+
+def _saved_model_function():
+    """(uint8 photo -> predictions, dataset, description) of --saved_model and --dataset."""
+    import tensorflow as tf
+
+    from deeplab2.data.dataset_info import get_dataset_info
+    from deeplab2.export.saved_model import INPUT_KEY
+    from deeplab2.model.model_dir import ModelDirError, read_model_config
+
+    try:
+        if not _DATASET.value:
+            info = _exported_dataset(_SAVED_MODEL.value)
+        elif os.path.isdir(_DATASET.value):
+            info = read_model_config(_DATASET.value).dataset
+        else:
+            info = get_dataset_info(_DATASET.value)
+    except ModelDirError as error:
+        sys.exit(f"error: --dataset: {error}")
+    except KeyError as error:
+        sys.exit(f"error: --dataset: {error.args[0]}")
+    try:
+        loaded = tf.saved_model.load(_SAVED_MODEL.value)
+    except (OSError, ValueError) as error:
+        sys.exit(f"error: cannot load SavedModel {_SAVED_MODEL.value}: "
+                 f"{' '.join(str(error).split())[:300]}")
+    signature = loaded.signatures.get("serving_default")
+    inputs = signature.structured_input_signature[1] if signature else {}
+    if INPUT_KEY not in inputs:
+        sys.exit(f"error: {_SAVED_MODEL.value} has no 'serving_default' signature taking "
+                 f"{INPUT_KEY!r} (export it with scripts/export_model.py).")
+    extra = {}
+    fit_size = _fit_size()
+    if fit_size:
+        if "fit_size" not in inputs:
+            sys.exit(f"error: --fit_size: the signature of {_SAVED_MODEL.value} takes no "
+                     "fit size; predict from --model_dir to use it.")
+        extra["fit_size"] = tf.constant(fit_size, inputs["fit_size"].dtype)
+
+    def predict(image):
+        return signature(**{INPUT_KEY: tf.constant(image)}, **extra)
+    return predict, info, _SAVED_MODEL.value
+
+
+def _predict_photos():
+    import numpy as np
+
+    from deeplab2 import common
+    from deeplab2.evaluation.prediction_writer import PredictionWriter
+    from deeplab2.inference.photos import (UnreadablePhotoError, find_photos, output_names,
+                                           read_photo)
+    from deeplab2.utils.progress import Progress
+    from deeplab2.vis import colorize_panoptic, overlay, save_png
+
+    try:
+        paths = find_photos(_IMAGES.value)
+    except ValueError as error:
+        sys.exit(f"error: --images: {error}")
+    predict, info, model = (_saved_model_function() if _SAVED_MODEL.value
+                            else _model_dir_function())
+    writer = PredictionWriter(_OUTPUT_DIR.value, info, _formats(), _SPLIT.value)
+    overlay_dir = os.path.join(_OUTPUT_DIR.value, "overlays")
+    progress = Progress(len(paths), desc="predict", unit="photo")
+    skipped = 0
+    for path, name in zip(paths, output_names(paths)):
+        try:
+            photo = read_photo(path)
+        except UnreadablePhotoError as error:
+            skipped += 1
+            clear = "\r\x1b[K" if sys.stderr.isatty() else ""  # the progress line
+            print(f"{clear}skipped {path}: {error}", file=sys.stderr, flush=True)
+        else:
+            panoptic = np.asarray(predict(photo)[common.PANOPTIC])
+            try:
+                writer.add(name, panoptic)
+            except ValueError as error:  # a --dataset that is not the model's
+                sys.exit(f"error: {error}")
+            save_png(os.path.join(overlay_dir, name + ".png"),
+                     overlay(photo, colorize_panoptic(panoptic, info)))
+        progress.update()
+    progress.close()
+    written = writer.close()
+    print(f"Predicted {len(paths) - skipped} photos ({skipped} skipped: unreadable) with "
+          f"{model}; wrote {', '.join(written.values())}, {overlay_dir}")
+
+
+def main(argv):
+    del argv  # unused
+    configure_logging()
+    error = _flag_error()
+    if error:
+        sys.exit(f"error: {error}")
+    if _IMAGES.value is not None:
+        _predict_photos()
+    else:
+        _predict_records()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Prints parameters and multiply-adds of a Panoptic-DeepLab model.
+"""Prints parameters and multiply-adds of a model of any registered meta-architecture.
 
 Counted from the traced graph without running it (see deeplab2.model.profile:
 convolutions and matrix products only, like the papers' tables).
@@ -6,11 +6,16 @@ convolutions and matrix products only, like the papers' tables).
 Example:
   python scripts/profile_model.py --backbone resnet50 --input_size 1025 2049 \\
       --num_classes 19 --output_stride 32 --json
+  python scripts/profile_model.py --meta_architecture panoptic_deeplab \\
+      --dataset cityscapes --backbone xception71 --output_stride 16 \\
+      --input_size 1025 2049 --option decoder_variant=deeplabv3plus
+  python scripts/profile_model.py --deeplab2_config resnet50_os32 \\
+      --input_size 1025 2049 --json
 """
 import argparse
 import json
 
-from deeplab2.model import profile
+from deeplab2.inference.loading import parse_overrides
 
 
 def _bool(text):
@@ -23,15 +28,25 @@ def _bool(text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--meta_architecture", default="panoptic_deeplab")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--backbone")
+    model.add_argument("--deeplab2_config", help="a google-research/deeplab2 config "
+                       "name (deeplab2/configs/deeplab2/), e.g. resnet50_os32; "
+                       "the other model options are its")
     parser.add_argument("--input_size", type=int, nargs=2, required=True,
                         metavar=("H", "W"))
-    parser.add_argument("--num_classes", type=int, default=19)
+    classes = parser.add_mutually_exclusive_group()
+    classes.add_argument("--num_classes", type=int,
+                         help="classes of a placeholder label space (default 19)")
+    classes.add_argument("--dataset", help="a dataset name, e.g. coco")
     parser.add_argument("--output_stride", type=int, default=32)
     parser.add_argument("--sep_conv", type=_bool, default=True,
                         help="separable convs in ASPP, decoder and heads")
     parser.add_argument("--decoder_variant", default="panoptic_deeplab")
     parser.add_argument("--semantic_only", action="store_true")
+    parser.add_argument("--option", action="append", default=[],
+                        help="another architecture option, key=value (repeatable)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object")
     return parser.parse_args(argv)
@@ -39,21 +54,42 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from deeplab2.model import profile
+
+    if args.deeplab2_config:
+        return _profile_deeplab2_config(args, profile)
+    num_classes = None if args.dataset else (args.num_classes or 19)
+    options = dict(backbone=args.backbone, sep_conv=args.sep_conv,
+                   decoder_variant=args.decoder_variant,
+                   semantic_only=args.semantic_only, **parse_overrides(args.option))
     result = profile.profile_model(
-        args.input_size, backbone=args.backbone, num_classes=args.num_classes,
-        output_stride=args.output_stride, sep_conv=args.sep_conv,
-        decoder_variant=args.decoder_variant,
-        semantic_only=args.semantic_only)
-    result.update(backbone=args.backbone, input_size=args.input_size,
-                  num_classes=args.num_classes,
-                  output_stride=args.output_stride)
+        args.input_size, meta_architecture=args.meta_architecture, dataset=args.dataset,
+        num_classes=num_classes, output_stride=args.output_stride, **options)
+    result.update(meta_architecture=args.meta_architecture, backbone=args.backbone,
+                  input_size=args.input_size, dataset=args.dataset,
+                  num_classes=num_classes, output_stride=args.output_stride)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.backbone} OS{args.output_stride} "
-              f"{args.input_size[0]}x{args.input_size[1]}, "
-              f"{args.num_classes} classes: {result['params_m']} M params, "
+        print(f"{args.meta_architecture} {args.backbone} OS{args.output_stride} "
+              f"{args.input_size[0]}x{args.input_size[1]}: {result['params_m']} M params, "
               f"{result['madds_b']} B multiply-adds")
+
+
+def _profile_deeplab2_config(args, profile):
+    from deeplab2.training import config
+
+    options = config.model_options(config.deeplab2_config_file(args.deeplab2_config))
+    options.pop("postprocess", None)
+    options.update(parse_overrides(args.option))
+    result = profile.profile_model(args.input_size, **options)
+    result.update(deeplab2_config=args.deeplab2_config, input_size=args.input_size,
+                  **{k: options[k] for k in ("backbone", "dataset", "output_stride")})
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"deeplab2 {args.deeplab2_config} {args.input_size[0]}x{args.input_size[1]}: "
+              f"{result['params_m']} M params, {result['madds_b']} B multiply-adds")
 
 
 if __name__ == "__main__":

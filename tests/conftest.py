@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+DEEPLAB2_REFERENCE = PROJECT_ROOT.parent / "shared" / "deeplab2_reference"
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +20,30 @@ def shared_data() -> pathlib.Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def deeplab2_reference() -> pathlib.Path:
+    """google-research/deeplab2's variable lists and checkpoint with its outputs;
+    tests using it skip when it is absent."""
+    if not DEEPLAB2_REFERENCE.is_dir():
+        pytest.skip(f"deeplab2 reference data not found at {DEEPLAB2_REFERENCE} "
+                    "(it lives beside the project in ../shared/deeplab2_reference)")
+    return DEEPLAB2_REFERENCE
+
+
 def shared_subdir(root: pathlib.Path, name: str) -> pathlib.Path:
     """`root/name`, skipping the test with a clear reason when it is missing."""
     path = root / name
     if not path.is_dir():
         pytest.skip(f"sample dataset {name!r} not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tmp_path_factory) -> pathlib.Path:
+    """8 train and 2 val synthetic scenes of 64x96 as TFRecords."""
+    from deeplab2.data.converters.synthetic import convert_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    convert_synthetic(str(out), num_train=8, num_val=2, seed=0, height=64, width=96,
+                      num_workers=1)
+    return out

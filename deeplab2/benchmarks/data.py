@@ -3,8 +3,8 @@
 Writes a few Cityscapes-like TFRecords (1024x2048 PNG images with smooth
 shading and texture; labels with ~20 stuff regions, ~30 instances of all sizes,
 a crowd region and an ignored ego-vehicle band), then measures after warm-up:
-- the training pipeline with all targets (random scale 0.5-2.0, crop
-  1025x2049, flip), examples/s;
+- the training pipeline with the Panoptic-DeepLab targets (random scale
+  0.5-2.0, crop 1025x2049, flip) of a Cityscapes model config, examples/s;
 - decoding alone (parse + PNG image + label), examples/s;
 - bytes of the stored label per example vs raw int32 (4 * H * W).
 Other processes sharing the cores slow the wall-clock rates, so the process
@@ -28,8 +28,10 @@ import tensorflow as tf
 from PIL import Image
 
 from deeplab2.data.dataset_info import get_dataset_info
-from deeplab2.data.pipeline import build_dataset
+from deeplab2.data.pipeline import TrainingInput, training_dataset
 from deeplab2.data.tfrecord import decode_example, encode_example
+from deeplab2.model.builder import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD
+from deeplab2.model.meta import get_meta_architecture, make_config
 
 INFO = get_dataset_info("cityscapes")
 TARGET_EXAMPLES_PER_S = 15.0
@@ -110,16 +112,28 @@ def _throughput(dataset: tf.data.Dataset, batch_size: int, warmup: int,
             1000 * (time.process_time() - cpu_start) / count)
 
 
+def training_config(crop_size: Sequence[int], output_stride: int):
+    """The ModelConfig of a Panoptic-DeepLab trained on Cityscapes crops: what
+    the training pipeline reads (dataset, crop, output stride, pad value)."""
+    return make_config("panoptic_deeplab", INFO, output_stride=output_stride,
+                       crop_size=crop_size, pixel_mean=DEFAULT_PIXEL_MEAN,
+                       pixel_std=DEFAULT_PIXEL_STD, architecture={}, postprocess={})
+
+
 def run(num_records: int, height: int, width: int, crop_size: Sequence[int],
-        batch_size: int, warmup: int, examples: int, work_dir: str) -> Dict:
+        output_stride: int, batch_size: int, warmup: int, examples: int,
+        work_dir: str) -> Dict:
+    config = training_config(crop_size, output_stride)
+    targets = get_meta_architecture(config.meta_architecture).training_targets(config)
     label_bytes = write_records(work_dir, num_records, height, width)
     pattern = os.path.join(work_dir, "*.tfrecord")
     decoded = (tf.data.TFRecordDataset(tf.io.gfile.glob(pattern)).repeat()
                .map(decode_example, num_parallel_calls=tf.data.AUTOTUNE)
                .prefetch(tf.data.AUTOTUNE))
     decode_rate, decode_cpu = _throughput(decoded, 1, warmup, examples)
-    training = build_dataset(pattern, INFO.name, True, crop_size, batch_size,
-                             min_scale=0.5, max_scale=2.0, scale_step=0.1, seed=0)
+    training = training_dataset(
+        pattern, config, targets, global_batch_size=batch_size, seed=0,
+        options=TrainingInput(min_scale=0.5, max_scale=2.0, scale_step=0.1, flip_prob=0.5))
     train_rate, train_cpu = _throughput(training, batch_size, warmup, examples)
     raw = 4 * height * width
     return {
@@ -137,6 +151,7 @@ def run(num_records: int, height: int, width: int, crop_size: Sequence[int],
         "label_compression_ratio": round(raw / label_bytes, 1),
         "image_size": [height, width],
         "crop_size": list(crop_size),
+        "output_stride": output_stride,
         "scale_range": [0.5, 2.0],
         "batch_size": batch_size,
         "measured_examples": max(1, examples // batch_size) * batch_size,
@@ -151,7 +166,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--records", type=int, default=4, help="Distinct records.")
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
-    parser.add_argument("--crop_size", type=int, nargs=2, default=(1025, 2049))
+    parser.add_argument("--crop_size", type=int, nargs=2, default=(1025, 2049),
+                        help="k * output_stride + 1 each")
+    parser.add_argument("--output_stride", type=int, default=32,
+                        help="of the model the crops are for")
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=4, help="Batches before timing.")
     parser.add_argument("--examples", type=int, default=32, help="Examples timed.")
@@ -159,6 +177,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work_dir:
         report = run(args.records, args.height, args.width, args.crop_size,
-                     args.batch_size, args.warmup, args.examples, work_dir)
+                     args.output_stride, args.batch_size, args.warmup, args.examples,
+                     work_dir)
     print(json.dumps(report))
     return 0

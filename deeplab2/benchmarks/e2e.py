@@ -1,7 +1,8 @@
 """Benchmark: end-to-end latency of the exported SavedModel, uint8 image in -> panoptic out.
 
 For each backbone, builds a random-weight Panoptic-DeepLab for a dataset's
-classes, exports it (deeplab2.export) to a temporary folder, reloads it with
+classes with the given post-processing options, exports it (deeplab2.export)
+to a temporary folder, reloads it with
 `tf.saved_model.load` and times the serving function on a random image of the
 given size (padding, model, test-time augmentation, XLA post-processing and
 cropping). Prints one JSON object with, per backbone, the export and load
@@ -22,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab2 import common
-from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.export import export_saved_model
 from deeplab2.inference import Predictor
 from deeplab2.model import build_model
@@ -50,13 +50,13 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def run_backbone(backbone: str, image: np.ndarray, args: argparse.Namespace) -> Dict:
     """Exports, reloads and times one backbone; returns its JSON-ready results."""
-    info = get_dataset_info(args.dataset)
-    model = build_model(backbone=backbone, num_classes=info.num_classes,
-                        output_stride=args.output_stride)
-    model(tf.zeros((1, 65, 65, 3)), training=False)
-    predictor = Predictor(model, info, output_stride=args.output_stride,
-                          center_threshold=args.center_threshold,
-                          nms_kernel=args.nms_kernel, keep_k_centers=args.keep_k)
+    model = build_model(dataset=args.dataset, backbone=backbone,
+                        output_stride=args.output_stride,
+                        postprocess=dict(center_threshold=args.center_threshold,
+                                         nms_kernel=args.nms_kernel,
+                                         keep_k_centers=args.keep_k))
+    info = model.model_config.dataset
+    predictor = Predictor(model)
     with tempfile.TemporaryDirectory() as export_dir:
         start = time.perf_counter()
         export_saved_model(predictor, export_dir, jit_compile=args.xla)

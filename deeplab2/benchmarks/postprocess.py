@@ -4,17 +4,17 @@ Builds model-like outputs for a street scene: smooth semantic logits with stuff
 bands and planted thing instances (ellipses of the Cityscapes thing classes),
 a center heatmap of sigma-8 Gaussians at the planted centers over low noise,
 and offsets pointing at the centers inside the instances. Times the compiled
-`deeplab2.postprocess.panoptic_deeplab` after warm-up (compilation is reported
-separately) and prints one JSON object: median and min latency in ms, the
-median CPU time of the process (all threads; close to the unloaded latency
-when other jobs share the cores), the same run's latency of a bare argmax over
-the logits (one read of the input: a baseline that drifts with the machine like
-the result does) and the ratio to it, compile seconds, centers found, and the
-growth of the peak resident memory of the process over the compile and timed
-runs. With `--forward_backbone` (default resnet50; `none` skips it) it also
-times that Panoptic-DeepLab's forward pass at the same size, alternating with
-the post-processing so both see the same load, and reports the fraction of the
-forward time the post-processing takes (target: at most 10%).
+`deeplab2.model.panoptic_deeplab.postprocess.panoptic_deeplab` after warm-up
+(compilation is reported separately) and prints one JSON object: median and min
+latency in ms, the median CPU time of the process (all threads; close to the
+unloaded latency when other jobs share the cores), the same run's latency of a
+bare argmax over the logits (one read of the input: a baseline that drifts with
+the machine like the result does) and the ratio to it, compile seconds, centers
+found, and the growth of the peak resident memory of the process over the
+compile and timed runs. With `--forward_backbone` (default resnet50; `none`
+skips it) it also times that Panoptic-DeepLab's forward pass at the same size,
+alternating with the post-processing so both see the same load, and reports the
+fraction of the forward time the post-processing takes (target: at most 10%).
 
 Usage (options only, no program name):
   deeplab2.benchmarks.postprocess.main(["--repeats", "5"])
@@ -30,10 +30,10 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab2 import common
-from deeplab2 import postprocess
 from deeplab2.benchmarks import model as model_benchmark
 from deeplab2.data.dataset_info import get_dataset_info
-from deeplab2.model import builder
+from deeplab2.model import builder, profile
+from deeplab2.model.panoptic_deeplab import postprocess
 
 TARGET_MS = 150.0
 TARGET_FRACTION_OF_FORWARD = 0.10
@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         call()
     forward = None
     if args.forward_backbone != "none":
-        model = builder.build_model(backbone=args.forward_backbone, num_classes=args.classes,
+        model = builder.build_model(dataset=profile.placeholder_dataset(args.classes),
+                                    backbone=args.forward_backbone,
                                     output_stride=args.forward_output_stride)
         forward = model_benchmark.TimedForward(model, (height, width), args.warmup)
     times, cpu_times = [], []

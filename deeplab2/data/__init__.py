@@ -1,5 +1,6 @@
-"""Data: dataset descriptors, TFRecord encoding, synthetic scenes, augmentation,
-target generation and the tf.data input pipeline.
+"""Data: dataset descriptors, TFRecord encoding and record files, converters,
+synthetic scenes, augmentation and the tf.data input pipelines (a model family's
+training targets live with the family, e.g. deeplab2.model.panoptic_deeplab).
 
 The public functions are loaded on first use, so that importing a light module
 (e.g. the descriptors in a converter's worker process) does not import TensorFlow.
@@ -12,8 +13,9 @@ _PUBLIC = {
     "get_dataset_info": "deeplab2.data.dataset_info",
     "decode_example": "deeplab2.data.tfrecord",
     "encode_example": "deeplab2.data.tfrecord",
-    "make_targets": "deeplab2.data.targets",
-    "build_dataset": "deeplab2.data.pipeline",
+    "training_dataset": "deeplab2.data.pipeline",
+    "evaluation_dataset": "deeplab2.data.pipeline",
+    "TrainingInput": "deeplab2.data.pipeline",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -7,7 +7,8 @@ by an explicit seed, so a pipeline is reproducible element by element.
 Conventions:
 - Scale then crop, per side: when the scaled side `round(size * scale)` fits
   in the crop, the whole side is resized to it and padded at the bottom/right
-  (image with 127.5, label with the ignore id); otherwise a source window of
+  (image with the model's pad value, by default 127.5, which its
+  normalization maps to 0; label with the ignore id); otherwise a source window of
   `round((crop - 1) / scale)` pixels at a uniformly random position is resized
   to the crop. Resizing the window rather than the whole image is the same
   up to rounding the window to whole pixels, and costs at most one crop.
@@ -22,7 +23,27 @@ from typing import Sequence, Tuple, Union
 
 import tensorflow as tf
 
+# The default image padding: the pixel value models normalize to 0
+# (deeplab2.model.meta.ModelConfig.pad_value).
 IMAGE_PAD_VALUE = 127.5
+
+PadValue = Union[float, Sequence[float]]
+
+
+def pad_image(image: tf.Tensor, paddings, value: PadValue = IMAGE_PAD_VALUE) -> tf.Tensor:
+    """Pads an [..., H, W, 3] image with a scalar or per-channel (R, G, B) value.
+
+    `paddings` are those of the spatial axes and the channels, as for tf.pad.
+    A per-channel value pads each channel separately, so pixels are copied,
+    never recomputed.
+    """
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
+    if len(set(values)) == 1:
+        return tf.pad(image, paddings, constant_values=tf.cast(values[0], image.dtype))
+    channels = tf.unstack(image, num=3, axis=-1)
+    spatial = list(paddings)[:-1]
+    return tf.stack([tf.pad(c, spatial, constant_values=tf.cast(v, image.dtype))
+                     for c, v in zip(channels, values)], axis=-1)
 
 
 def validate_crop_size(crop_size: Sequence[int], output_stride: int = 32) -> Tuple[int, int]:
@@ -89,19 +110,19 @@ def _nearest_indices(start: tf.Tensor, span: tf.Tensor, length: tf.Tensor) -> tf
 
 
 def _pad_to(image: tf.Tensor, label: tf.Tensor, crop_size: Tuple[int, int],
-            ignore_id: int) -> Tuple[tf.Tensor, tf.Tensor]:
+            ignore_id: int, pad_value: PadValue) -> Tuple[tf.Tensor, tf.Tensor]:
     """Pads a pair no larger than `crop_size` at the bottom/right."""
     pad_h = crop_size[0] - tf.shape(label)[0]
     pad_w = crop_size[1] - tf.shape(label)[1]
-    image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=IMAGE_PAD_VALUE)
+    image = pad_image(image, [[0, pad_h], [0, pad_w], [0, 0]], pad_value)
     label = tf.pad(label, [[0, pad_h], [0, pad_w]], constant_values=ignore_id)
     return (tf.ensure_shape(image, [*crop_size, 3]), tf.ensure_shape(label, crop_size))
 
 
 def scale_and_crop(image: tf.Tensor, label: tf.Tensor, scale: tf.Tensor,
                    offset: Tuple[tf.Tensor, tf.Tensor], crop_size: Tuple[int, int],
-                   ignore_id: int, flip: Union[bool, tf.Tensor] = False
-                   ) -> Tuple[tf.Tensor, tf.Tensor]:
+                   ignore_id: int, flip: Union[bool, tf.Tensor] = False,
+                   pad_value: PadValue = IMAGE_PAD_VALUE) -> Tuple[tf.Tensor, tf.Tensor]:
     """Resizes the source window at `offset` (y, x) by `scale`, padded to the crop.
 
     Each side follows `crop_window`; `offset` is the window's top-left corner
@@ -118,6 +139,7 @@ def scale_and_crop(image: tf.Tensor, label: tf.Tensor, scale: tf.Tensor,
         crop_size: (height, width) of the output.
         ignore_id: label value of padded pixels.
         flip: bool scalar, mirror the window.
+        pad_value: image value of padded pixels, scalar or (R, G, B).
     """
     flip = tf.convert_to_tensor(flip, tf.bool)
     span_y, rows = crop_window(tf.shape(label)[0], crop_size[0], scale)
@@ -130,14 +152,15 @@ def scale_and_crop(image: tf.Tensor, label: tf.Tensor, scale: tf.Tensor,
     col_index = tf.cond(flip, lambda: tf.reverse(col_index, [0]), lambda: col_index)
     label = tf.gather(label, _nearest_indices(offset[0], span_y, rows))
     label = tf.gather(label, col_index, axis=1)
-    return _pad_to(image, label, crop_size, ignore_id)
+    return _pad_to(image, label, crop_size, ignore_id, pad_value)
 
 
 def random_scale_crop_flip(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor,
                            crop_size: Tuple[int, int], ignore_id: int, *,
                            min_scale: float = 0.5, max_scale: float = 2.0,
-                           scale_step: float = 0.1,
-                           flip_prob: float = 0.5) -> Tuple[tf.Tensor, tf.Tensor]:
+                           scale_step: float = 0.1, flip_prob: float = 0.5,
+                           pad_value: PadValue = IMAGE_PAD_VALUE
+                           ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Training augmentation of one pair; `seed` is a stateless seed of shape [2].
 
     Returns float32 [crop_h, crop_w, 3] and int32 [crop_h, crop_w].
@@ -151,11 +174,13 @@ def random_scale_crop_flip(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor,
     offset = (tf.random.stateless_uniform([], y_seed, 0, height - span_y, tf.int32),
               tf.random.stateless_uniform([], x_seed, 0, width - span_x, tf.int32))
     flip = tf.random.stateless_uniform([], flip_seed) < flip_prob
-    return scale_and_crop(image, label, scale, offset, crop_size, ignore_id, flip)
+    return scale_and_crop(image, label, scale, offset, crop_size, ignore_id, flip,
+                          pad_value)
 
 
 def pad_for_eval(image: tf.Tensor, label: tf.Tensor, crop_size: Tuple[int, int],
-                 ignore_id: int) -> Tuple[tf.Tensor, tf.Tensor]:
+                 ignore_id: int, pad_value: PadValue = IMAGE_PAD_VALUE
+                 ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Pads the pair at the bottom/right to `crop_size`; nothing random.
 
     Raises InvalidArgumentError when the image is larger than the crop size.
@@ -167,4 +192,4 @@ def pad_for_eval(image: tf.Tensor, label: tf.Tensor, crop_size: Tuple[int, int],
                 "raise crop_size to at least the largest image size (k*stride+1).")]
     with tf.control_dependencies(checks):
         image = tf.cast(image, tf.float32)
-    return _pad_to(image, label, crop_size, ignore_id)
+    return _pad_to(image, label, crop_size, ignore_id, pad_value)

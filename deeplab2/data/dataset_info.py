@@ -553,3 +553,51 @@ def get_dataset_info(name: str) -> DatasetInfo:
 
 def dataset_names() -> Tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
+
+
+def dataset_to_dict(info: DatasetInfo) -> Dict:
+    """The descriptor as JSON values (the inverse of `dataset_from_dict`)."""
+    return {
+        "name": info.name,
+        "class_names": list(info.class_names),
+        "colors": [list(color) for color in info.colors],
+        "thing_ids": list(info.thing_ids),
+        "ignore_label": info.ignore_label,
+        "label_divisor": info.label_divisor,
+        "stuff_area_limit": info.stuff_area_limit,
+        "source_ids": list(info.source_ids),
+    }
+
+
+def dataset_from_dict(values: Dict, source: str = "the descriptor") -> DatasetInfo:
+    """A descriptor from JSON values; a clear error names `source` and the field."""
+    fields = {f.name for f in dataclasses.fields(DatasetInfo)}
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: a dataset descriptor must be a JSON object, "
+                         f"got {type(values).__name__}.")
+    missing = sorted(fields - set(values))
+    unknown = sorted(set(values) - fields)
+    if missing or unknown:
+        raise ValueError(f"{source}: dataset descriptor fields missing {missing}, "
+                         f"unknown {unknown}.")
+    try:
+        return DatasetInfo(
+            name=str(values["name"]),
+            class_names=tuple(str(n) for n in values["class_names"]),
+            colors=tuple(tuple(int(c) for c in color) for color in values["colors"]),
+            thing_ids=tuple(int(t) for t in values["thing_ids"]),
+            ignore_label=int(values["ignore_label"]),
+            label_divisor=int(values["label_divisor"]),
+            stuff_area_limit=int(values["stuff_area_limit"]),
+            source_ids=tuple(int(s) for s in values["source_ids"]))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source}: invalid dataset descriptor: {error}") from None
+
+
+def resolve_dataset(dataset) -> DatasetInfo:
+    """A DatasetInfo given as itself or as a registered name."""
+    if isinstance(dataset, DatasetInfo):
+        return dataset
+    if isinstance(dataset, str):
+        return get_dataset_info(dataset)
+    raise TypeError(f"dataset must be a DatasetInfo or a dataset name, got {dataset!r}.")

@@ -1,9 +1,17 @@
-"""Evaluates predictions over a dataset: PQ / PQ-dagger / mIoU, mask AP, pictures.
+"""Scores predictions over a split: PQ / PQ-dagger / mIoU, mask AP, pictures.
 
-`evaluate_dataset` takes any function from an image batch to post-processed
-predictions (deeplab2.inference.Predictor, an exported model, ...) and the
+`SplitMetrics` turns each image into a small record (its PQ statistics, its
+masks run-length encoded for AP) and adds the records in the order of the
+images' positions in the split, however the images were spread over replicas
+and workers; pixel confusions are integer counts, summed as they come. So a
+distributed evaluation gives exactly the numbers of a single-device one.
+Records travel between workers as JSON (`payload` / `merge_payload`).
+
+`evaluate_dataset` runs any function from an image batch to post-processed
+predictions (deeplab2.inference.Predictor, an exported model, ...) over the
 batches of the evaluation pipeline, so it serves models trained anywhere.
 """
+import json
 import os
 from typing import Callable, Dict, Iterable, Optional
 
@@ -11,23 +19,116 @@ import numpy as np
 
 from deeplab2 import common
 from deeplab2.data.dataset_info import DatasetInfo
-from deeplab2.evaluation.evaluator import PanopticEvaluator
-from deeplab2.evaluation.instance_ap import MaskAP
+from deeplab2.evaluation.evaluator import merge_results
+from deeplab2.evaluation.instance_ap import MaskAP, encode_panoptic
+from deeplab2.evaluation.miou import ConfusionMatrix
+from deeplab2.evaluation.overlaps import (array_label_map, image_overlaps,
+                                          panoptic_describer)
+from deeplab2.evaluation.panoptic_quality import (PanopticQuality, PQStats,
+                                                  dataset_categories, match_segments)
 from deeplab2.utils.progress import Progress
 
+_PQ_FIELDS = ("tp", "fp", "fn", "iou", "dagger_iou", "dagger_gt")
 
-def _scores(predictions: Dict[str, np.ndarray], index: int, void_id: int) -> Dict[int, float]:
-    """{predicted thing panoptic id: score} of one image."""
+
+def instance_scores(predictions: Dict[str, np.ndarray], index: int,
+                    void_id: int) -> Dict[int, float]:
+    """{predicted thing panoptic id: score} of image `index` of a batch."""
     ids = predictions[common.INSTANCE_PANOPTIC_IDS][index]
     scores = predictions[common.INSTANCE_SCORES][index]
     return {int(i): float(s) for i, s in zip(ids, scores) if i != void_id}
 
 
+def _sparse_stats(stats: PQStats) -> Dict[str, list]:
+    """The classes with any non-zero statistic: {class: [tp, fp, fn, iou, ...]}."""
+    rows = np.stack([getattr(stats, f).astype(np.float64) for f in _PQ_FIELDS], 1)
+    return {str(c): [float(v) for v in rows[c]] for c in np.flatnonzero(rows.any(1))}
+
+
+def _dense_stats(sparse: Dict[str, list], num_classes: int) -> PQStats:
+    stats = PQStats.zeros(num_classes)
+    for key, values in sparse.items():
+        for field, value in zip(_PQ_FIELDS, values):
+            getattr(stats, field)[int(key)] = value
+    return stats
+
+
+class SplitMetrics:
+    """PQ, PQ-dagger, mIoU and (optionally) mask AP over the images of a split.
+
+    Images may be scored in any order and on any worker: `score` takes each
+    image's position in the split, and `result` sums in that order.
+    """
+
+    def __init__(self, info: DatasetInfo, compute_ap: bool = True):
+        self.info = info
+        self.compute_ap = compute_ap
+        self._categories = tuple(dataset_categories(info))
+        args = (info.label_divisor, info.ignore_label, info.num_classes, info.thing_ids)
+        self._describe_gt = panoptic_describer(*args, groundtruth=True)
+        self._describe_pred = panoptic_describer(*args, groundtruth=False)
+        self._records: Dict[int, Dict] = {}
+        num_classes = len(self._categories)
+        self._confusion = np.zeros((num_classes, num_classes + 1), np.int64)
+
+    def score(self, index: int, name: str, gt: np.ndarray, pred: np.ndarray,
+              scores: Optional[Dict[int, float]] = None) -> None:
+        """Scores image `index` (named `name` in errors): HxW panoptic maps of
+        ground truth and prediction, and the prediction's instance scores."""
+        if index in self._records:
+            raise ValueError(f"image {index} ({name}) was scored twice.")
+        overlaps = image_overlaps(array_label_map(gt), array_label_map(pred),
+                                  self._describe_gt, self._describe_pred, name)
+        num_classes = len(self._categories)
+        record = {"pq": _sparse_stats(match_segments(overlaps, num_classes))}
+        self._confusion += overlaps.semantic_confusion(num_classes)
+        if self.compute_ap:
+            record["ap"] = encode_panoptic(gt, pred, scores or {}, self.info)
+        self._records[index] = record
+
+    @property
+    def num_images(self) -> int:
+        return len(self._records)
+
+    def payload(self) -> bytes:
+        """This worker's records and confusion counts, as JSON bytes."""
+        return json.dumps({"records": {str(k): v for k, v in self._records.items()},
+                           "confusion": self._confusion.tolist()}).encode()
+
+    def merge_payload(self, payload: bytes) -> None:
+        """Adds another worker's `payload`."""
+        values = json.loads(payload.decode())
+        for key, record in values["records"].items():
+            if int(key) in self._records:
+                raise ValueError(f"image {key} was scored by two workers.")
+            self._records[int(key)] = record
+        self._confusion += np.asarray(values["confusion"], np.int64)
+
+    def result(self) -> Dict:
+        """The result dict of PanopticEvaluator (groups, pq_dagger, miou,
+        per_class, num_images) plus AP, AP50, AP75 when computing AP."""
+        num_classes = len(self._categories)
+        pq = PanopticQuality(self._categories)
+        confusion = ConfusionMatrix(num_classes, [c.key for c in self._categories],
+                                    [c.evaluated for c in self._categories])
+        confusion.add(self._confusion)
+        mask_ap = MaskAP(self.info.thing_ids) if self.compute_ap else None
+        for index in sorted(self._records):
+            record = self._records[index]
+            pq.add(_dense_stats(record["pq"], num_classes))
+            if mask_ap is not None:
+                mask_ap.add_entry(record["ap"])
+        result = merge_results(pq.result(), confusion.result(), len(self._records))
+        if mask_ap is not None:
+            result.update(mask_ap.result())
+        return result
+
+
 def render_prediction(batch: Dict, predictions: Dict, index: int, info: DatasetInfo,
                       height: Optional[int] = None, width: Optional[int] = None) -> np.ndarray:
     """Panels of image `index` of a batch: prediction and ground truth over the
-    image, semantic map, center heatmap, offsets; cropped to height x width
-    (default: the image's original size)."""
+    image, semantic map, center heatmap, offsets (those present); cropped to
+    height x width (default: the image's original size)."""
     from deeplab2.vis import render_panels
 
     if height is None:
@@ -46,6 +147,33 @@ def render_prediction(batch: Dict, predictions: Dict, index: int, info: DatasetI
         gt_panoptic=crop(batch[common.PANOPTIC_LABEL]))
 
 
+def image_name(batch: Dict[str, np.ndarray], i: int, index: int) -> str:
+    """An image's id when the batch carries ids, else its position."""
+    if common.IMAGE_ID in batch:
+        image_id = batch[common.IMAGE_ID][i]
+        return image_id.decode() if isinstance(image_id, bytes) else str(image_id)
+    return f"image{index}"
+
+
+def score_batch(metrics: SplitMetrics, batch: Dict[str, np.ndarray],
+                predictions: Dict[str, np.ndarray], first_index: int = 0):
+    """Scores the real images of one batch (fillers, IMAGE_INDEX -1, are
+    skipped); yields (i, index, name) of each."""
+    info = metrics.info
+    for i in range(batch[common.IMAGE].shape[0]):
+        index = (int(batch[common.IMAGE_INDEX][i]) if common.IMAGE_INDEX in batch
+                 else first_index + i)
+        if index < 0:
+            continue
+        height, width = int(batch[common.IMAGE_HEIGHT][i]), int(batch[common.IMAGE_WIDTH][i])
+        name = image_name(batch, i, index)
+        metrics.score(index, name, batch[common.PANOPTIC_LABEL][i, :height, :width],
+                      predictions[common.PANOPTIC][i, :height, :width],
+                      instance_scores(predictions, i, info.ignore_panoptic_id)
+                      if metrics.compute_ap else None)
+        yield i, index, name
+
+
 def evaluate_dataset(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
                      info: DatasetInfo, *, compute_ap: bool = True,
                      picture_dir: Optional[str] = None, num_pictures: int = 0,
@@ -54,36 +182,23 @@ def evaluate_dataset(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
     e.g. `Predictor.batch_function()`) on `batches`.
 
     Predictions are cropped back to each image's original size before
-    scoring. Returns the PQ/PQ-dagger/mIoU result of PanopticEvaluator plus
-    `AP`, `AP50`, `AP75` when `compute_ap`. The first `num_pictures` images are
-    drawn (prediction and ground truth) into `picture_dir`.
+    scoring. Returns the `SplitMetrics` result. The first `num_pictures`
+    images are drawn (prediction and ground truth) into `picture_dir`.
     """
     from deeplab2.vis import save_png
 
-    evaluator = PanopticEvaluator(info)
-    mask_ap = MaskAP(info.thing_ids) if compute_ap else None
+    metrics = SplitMetrics(info, compute_ap)
     progress = Progress(num_images, desc="eval", unit="img")
-    drawn = 0
+    drawn = seen = 0
     for batch in batches:
         predictions = {k: np.asarray(v) for k, v in predict(batch).items()}
         batch = {k: np.asarray(v) for k, v in batch.items()}
-        for i in range(batch[common.IMAGE].shape[0]):
-            height, width = int(batch[common.IMAGE_HEIGHT][i]), int(batch[common.IMAGE_WIDTH][i])
-            gt = batch[common.PANOPTIC_LABEL][i, :height, :width]
-            pred = predictions[common.PANOPTIC][i, :height, :width]
-            image_id = batch[common.IMAGE_ID][i]
-            image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
-            evaluator.update(gt, pred, image_id)
-            if mask_ap is not None:
-                mask_ap.update_panoptic(gt, pred, _scores(predictions, i,
-                                                          info.ignore_panoptic_id), info)
+        for i, _, name in score_batch(metrics, batch, predictions, first_index=seen):
             if picture_dir and drawn < num_pictures:
-                save_png(os.path.join(picture_dir, f"{drawn:05d}_{image_id}.png"),
-                         render_prediction(batch, predictions, i, info, height, width))
+                save_png(os.path.join(picture_dir, f"{drawn:05d}_{name}.png"),
+                         render_prediction(batch, predictions, i, info))
                 drawn += 1
             progress.update()
+        seen += batch[common.IMAGE].shape[0]
     progress.close()
-    result = evaluator.result()
-    if mask_ap is not None:
-        result.update(mask_ap.result())
-    return result
+    return metrics.result()

@@ -38,26 +38,24 @@ class MaskAP:
                pred_classes: Sequence[int], pred_scores: Sequence[float],
                ) -> None:
         """Adds one image: [N, H, W] boolean masks with their categories."""
-        gt_masks, pred_masks = np.asarray(gt_masks), np.asarray(pred_masks)
-        if gt_masks.ndim != 3 or pred_masks.ndim != 3:
-            raise ValueError("masks must be [N, H, W] arrays")
-        if len(pred_masks) and pred_masks.shape[1:] != gt_masks.shape[1:]:
-            raise ValueError(f"predicted masks are {pred_masks.shape[1:]} but "
-                             f"ground-truth masks are {gt_masks.shape[1:]}")
+        self.add_entry(encode_image(gt_masks, gt_classes, gt_crowd, pred_masks,
+                                    pred_classes, pred_scores))
+
+    def add_entry(self, entry: Dict) -> None:
+        """Adds one image from its `encode_image` entry (e.g. from another worker)."""
         image_id = len(self._images) + 1
-        height, width = gt_masks.shape[1:]
-        self._images.append({"id": image_id, "height": int(height),
-                             "width": int(width)})
-        for rle, category, crowd in zip(_encode(gt_masks), gt_classes,
-                                        gt_crowd):
+        self._images.append({"id": image_id, "height": entry["height"],
+                             "width": entry["width"]})
+        for counts, category, crowd in entry["gt"]:
+            rle = {"size": [entry["height"], entry["width"]], "counts": counts.encode()}
             self._gt.append({
                 "id": len(self._gt) + 1, "image_id": image_id,
                 "category_id": int(category), "segmentation": rle,
                 "area": float(mask_utils.area(rle)),
                 "bbox": mask_utils.toBbox(rle).tolist(),
                 "iscrowd": int(bool(crowd))})
-        for rle, category, score in zip(_encode(pred_masks), pred_classes,
-                                        pred_scores):
+        for counts, category, score in entry["pred"]:
+            rle = {"size": [entry["height"], entry["width"]], "counts": counts.encode()}
             self._predictions.append({
                 "image_id": image_id, "category_id": int(category),
                 "segmentation": rle, "score": float(score)})
@@ -65,19 +63,9 @@ class MaskAP:
     def update_panoptic(self, gt_panoptic: np.ndarray,
                         pred_panoptic: np.ndarray, scores: Mapping[int, float],
                         info) -> None:
-        """Adds one image of `class * label_divisor + instance` maps.
-
-        Thing segments are the instances; a ground-truth thing class with
-        instance 0 is crowd. `scores` gives each predicted thing panoptic id
-        its confidence.
-        """
-        gt = _instances(gt_panoptic, info, crowd_allowed=True)
-        pred = _instances(pred_panoptic, info, crowd_allowed=False)
-        missing = [i for i in pred[0] if int(i) not in scores]
-        if missing:
-            raise KeyError(f"no score for predicted instance id {missing[0]}")
-        self.update(gt[1], gt[2], gt[3], pred[1], pred[2],
-                    [scores[int(i)] for i in pred[0]])
+        """Adds one image of `class * label_divisor + instance` maps (see
+        `encode_panoptic`)."""
+        self.add_entry(encode_panoptic(gt_panoptic, pred_panoptic, scores, info))
 
     def result(self) -> Dict[str, Optional[float]]:
         """{'AP', 'AP50', 'AP75'}: None without ground truth instances."""
@@ -99,6 +87,44 @@ class MaskAP:
             evaluator.summarize()
         return {name: float(v) if v >= 0 else None
                 for name, v in zip(NAMES, evaluator.stats[:3])}
+
+
+def encode_image(gt_masks: np.ndarray, gt_classes: Sequence[int], gt_crowd: Sequence[bool],
+                 pred_masks: np.ndarray, pred_classes: Sequence[int],
+                 pred_scores: Sequence[float]) -> Dict:
+    """One image's masks as JSON values: run-length encoded, with categories,
+    crowd flags and scores (what `MaskAP.add_entry` takes)."""
+    gt_masks, pred_masks = np.asarray(gt_masks), np.asarray(pred_masks)
+    if gt_masks.ndim != 3 or pred_masks.ndim != 3:
+        raise ValueError("masks must be [N, H, W] arrays")
+    if len(pred_masks) and pred_masks.shape[1:] != gt_masks.shape[1:]:
+        raise ValueError(f"predicted masks are {pred_masks.shape[1:]} but "
+                         f"ground-truth masks are {gt_masks.shape[1:]}")
+    height, width = gt_masks.shape[1:]
+    return {
+        "height": int(height), "width": int(width),
+        "gt": [[rle["counts"].decode(), int(c), bool(crowd)]
+               for rle, c, crowd in zip(_encode(gt_masks), gt_classes, gt_crowd)],
+        "pred": [[rle["counts"].decode(), int(c), float(score)]
+                 for rle, c, score in zip(_encode(pred_masks), pred_classes, pred_scores)],
+    }
+
+
+def encode_panoptic(gt_panoptic: np.ndarray, pred_panoptic: np.ndarray,
+                    scores: Mapping[int, float], info) -> Dict:
+    """`encode_image` of `class * label_divisor + instance` maps.
+
+    Thing segments are the instances; a ground-truth thing class with
+    instance 0 is crowd. `scores` gives each predicted thing panoptic id
+    its confidence.
+    """
+    gt = _instances(gt_panoptic, info, crowd_allowed=True)
+    pred = _instances(pred_panoptic, info, crowd_allowed=False)
+    missing = [i for i in pred[0] if int(i) not in scores]
+    if missing:
+        raise KeyError(f"no score for predicted instance id {missing[0]}")
+    return encode_image(gt[1], gt[2], gt[3], pred[1], pred[2],
+                        [scores[int(i)] for i in pred[0]])
 
 
 def _instances(panoptic: np.ndarray, info, crowd_allowed: bool):

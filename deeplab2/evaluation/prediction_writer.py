@@ -157,6 +157,8 @@ def predict_and_write(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
                              f"{', '.join(sorted(predictions))}).")
         batch = {k: np.asarray(v) for k, v in batch.items()}
         for i in range(batch[common.IMAGE].shape[0]):
+            if common.IMAGE_INDEX in batch and batch[common.IMAGE_INDEX][i] < 0:
+                continue  # a filler padding the last batch
             height = int(batch[common.IMAGE_HEIGHT][i])
             width = int(batch[common.IMAGE_WIDTH][i])
             image_id = batch[common.IMAGE_ID][i]

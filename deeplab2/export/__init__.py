@@ -1,5 +1,4 @@
 """Export of trained models: a SavedModel serving one image of any size."""
-from deeplab2.export.saved_model import (ExportModule, export_saved_model,
-                                         predict_image, restore_predictor)
+from deeplab2.export.saved_model import export_saved_model, serving_function
 
-__all__ = ["ExportModule", "export_saved_model", "predict_image", "restore_predictor"]
+__all__ = ["export_saved_model", "serving_function"]

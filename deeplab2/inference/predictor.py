@@ -1,43 +1,34 @@
-"""Runs a model with optional test-time augmentation, then post-processes.
+"""Runs a model with optional test-time augmentation, then its family's post-processing.
 
-Test-time augmentation averages, over scales and left-right flips, the
-semantic probabilities, the center heatmaps and the offsets (the x-offset of a
-flipped pass is negated after flipping back), each resized to the input size
-with align-corners bilinear resizing; offsets are rescaled to input pixels.
-With scales (1.0,) and no flip it is exactly plain inference. Given the size
-of each image inside its padded input, a scaled pass fills what lies beyond
-the scaled image with the pad value, as training pads a scaled image, so
-the model is not fed a band blending the last pixels with the padding. Image
-sizes may be unknown when tracing (an exported model): sizes then are scalar
-tensors.
+Everything comes from the model's `ModelConfig`: the family (its dense outputs
+and post-processing), the dataset, the output stride (valid input sizes) and
+the pad value. Test-time augmentation averages, over scales and left-right
+flips, the dense outputs the family declares (softmax probabilities of logits,
+maps as they are, offsets with the x component negated after a flip and
+rescaled after a resize), each resized to the input size with align-corners
+bilinear resizing. With scales (1.0,) and no flip it is exactly plain
+inference. Given the size of each image inside its padded input, a scaled pass
+fills what lies beyond the scaled image with the pad value, as training pads a
+scaled image, so the model is not fed a band blending the last pixels with
+the padding. Image sizes may be unknown when tracing (an exported model):
+sizes then are scalar tensors.
+
+No float64 and no string tensor is used: the predictor runs inside exported
+models and on TPUs.
 """
-from typing import Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import gin
 import keras
 import tensorflow as tf
 
 from deeplab2 import common
-from deeplab2.data.augment import IMAGE_PAD_VALUE
-from deeplab2.data.dataset_info import DatasetInfo
-from deeplab2.postprocess import panoptic_deeplab
-
-SEMANTIC_PROBABILITIES = "semantic_probabilities"
+from deeplab2.data.augment import pad_image
+from deeplab2.model.meta import MEAN, OFFSET, SOFTMAX, ModelConfig, get_meta_architecture
 
 
 def _resize(images: tf.Tensor, size) -> tf.Tensor:
     return tf.compat.v1.image.resize_bilinear(images, size, align_corners=True)
-
-
-def scaled_size(size, scale: float, output_stride: int):
-    """`k * output_stride + 1` closest to a `scale` resize of a size of that form.
-
-    `size` is an int or a scalar int32 tensor; both round half to even in float64.
-    """
-    if isinstance(size, int):
-        return max(1, round((size - 1) * scale / output_stride)) * output_stride + 1
-    k = tf.round(tf.cast(size - 1, tf.float64) * scale / output_stride)
-    return tf.maximum(tf.cast(k, tf.int32), 1) * output_stride + 1
 
 
 def _image_size(images: tf.Tensor):
@@ -46,24 +37,39 @@ def _image_size(images: tf.Tensor):
                  for i in (1, 2))
 
 
-def _pad_beyond_images(resized: tf.Tensor, image_sizes: tf.Tensor, source_size) -> tf.Tensor:
+def _pad_beyond_images(resized: tf.Tensor, image_sizes: tf.Tensor, source_size,
+                       pad_value) -> tf.Tensor:
     """Sets the pixels of a resized padded batch that sample the source beyond
-    each image's last row or column (`image_sizes`, [batch, 2]) to the pad value.
+    each image's last row or column (`image_sizes`, [batch, 2]) to `pad_value`.
 
     Output row r samples source row r * (H - 1) / (out_H - 1); it lies within
     an image of height h when r * (H - 1) <= (h - 1) * (out_H - 1), exactly in
-    integers.
+    int32 (sides up to 2**15).
     """
     out_size = _image_size(resized)
-    sizes = tf.cast(image_sizes, tf.int64)
+    sizes = tf.cast(image_sizes, tf.int32)
     inside = []
     for axis in (0, 1):
-        source = tf.cast(source_size[axis], tf.int64)
-        out = tf.cast(out_size[axis], tf.int64)
+        source = tf.cast(source_size[axis], tf.int32)
+        out = tf.cast(out_size[axis], tf.int32)
         index = tf.range(out)[None, :]
         inside.append(index * (source - 1) <= (sizes[:, axis:axis + 1] - 1) * (out - 1))
     mask = tf.logical_and(inside[0][:, :, None], inside[1][:, None, :])
-    return tf.where(mask[..., None], resized, tf.constant(IMAGE_PAD_VALUE, resized.dtype))
+    return tf.where(mask[..., None], resized, tf.constant(pad_value, resized.dtype))
+
+
+def fit_inside(height, width, size):
+    """(height, width) shrunk to fit inside `size`, aspect ratio kept (never
+    enlarged, as deeplab2's evaluation), rounded to the nearest integer in
+    exact int32 arithmetic."""
+    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+    limit_h, limit_w = size
+    fits = tf.logical_and(height <= limit_h, width <= limit_w)
+    by_height = limit_h * width <= limit_w * height
+    fit_h = tf.where(by_height, limit_h, (2 * height * limit_w + width) // (2 * width))
+    fit_w = tf.where(by_height, (2 * width * limit_h + height) // (2 * height), limit_w)
+    return (tf.where(fits, height, tf.minimum(fit_h, limit_h)),
+            tf.where(fits, width, tf.minimum(fit_w, limit_w)))
 
 
 def image_sizes_of(batch: Dict[str, tf.Tensor]) -> tf.Tensor:
@@ -73,84 +79,118 @@ def image_sizes_of(batch: Dict[str, tf.Tensor]) -> tf.Tensor:
 
 
 class Predictor:
-    """Model + TTA + Panoptic-DeepLab post-processing for one dataset."""
+    """A model with test-time augmentation and its family's post-processing.
 
-    def __init__(self, model: keras.Model, info: DatasetInfo, *,
-                 output_stride: int = 32, scales: Sequence[float] = (1.0,),
-                 flip: bool = False, center_threshold: float = 0.1,
-                 nms_kernel: int = 7, keep_k_centers: int = 200,
-                 stuff_area_limit: Optional[int] = None):
+    Args:
+        model: a model built by deeplab2 (it carries `model.model_config`).
+        scales: test-time scales; (1.0,) for none.
+        flip: also run left-right flipped passes.
+        postprocess: post-processing options overriding the model's (e.g.
+            {"nms_kernel": 13}), validated by the family.
+        fit_size: (height, width): `predict_image` first shrinks an image
+            larger than it to fit inside (aspect ratio kept, align-corners
+            bilinear) and pads it to exactly that size, as
+            google-research/deeplab2 evaluates;
+            None runs images at their own size (padded to a valid size).
+    """
+
+    def __init__(self, model: keras.Model, *, scales: Sequence[float] = (1.0,),
+                 flip: bool = False, postprocess: Optional[Mapping[str, Any]] = None,
+                 fit_size: Optional[Sequence[int]] = None):
+        config = getattr(model, "model_config", None)
+        if not isinstance(config, ModelConfig):
+            raise ValueError(f"model {model.name} has no model_config: build it with "
+                             "deeplab2.build_model or load it with deeplab2.load_model.")
         if not scales:
             raise ValueError("scales must hold at least one scale.")
         self.model = model
-        self.info = info
-        self.output_stride = output_stride
+        self.family = get_meta_architecture(config.meta_architecture)
+        if postprocess:
+            config = self.family.resolve(
+                config.replace(postprocess=dict(config.postprocess, **postprocess)))
+        self.config = config
         self.scales = tuple(float(s) for s in scales)
-        self.flip = flip
-        self.postprocess_options = dict(
-            thing_class_ids=info.thing_ids, label_divisor=info.label_divisor,
-            ignore_label=info.ignore_label,
-            stuff_area_limit=(info.stuff_area_limit if stuff_area_limit is None
-                              else stuff_area_limit),
-            center_threshold=center_threshold, nms_kernel=nms_kernel,
-            keep_k_centers=keep_k_centers)
+        self.flip = bool(flip)
+        self.fit_size = None
+        if fit_size is not None:
+            self.fit_size = tuple(int(side) for side in fit_size)
+            valid = tuple(self.family.padded_size(side, config) for side in self.fit_size)
+            if len(self.fit_size) != 2 or valid != self.fit_size:
+                raise ValueError(f"fit_size must be (height, width) the model takes "
+                                 f"(e.g. {valid}), got {tuple(fit_size)}.")
+        if (self.scales != (1.0,) or self.flip) and not self.family.dense_outputs:
+            raise ValueError(f"the {self.family.name} meta-architecture has no dense "
+                             "outputs to average: test-time augmentation (scales, flip) "
+                             "is not available for it.")
+
+    @property
+    def info(self):
+        return self.config.dataset
 
     def _one_pass(self, images: tf.Tensor, scale: float, flip: bool,
                   image_sizes: Optional[tf.Tensor]) -> Dict[str, tf.Tensor]:
         height, width = _image_size(images)
         inputs = images
         if scale != 1.0:
-            inputs = _resize(images, (scaled_size(height, scale, self.output_stride),
-                                      scaled_size(width, scale, self.output_stride)))
+            inputs = _resize(images, (self.family.scaled_size(height, scale, self.config),
+                                      self.family.scaled_size(width, scale, self.config)))
             if image_sizes is not None:
-                inputs = _pad_beyond_images(inputs, image_sizes, (height, width))
+                inputs = _pad_beyond_images(inputs, image_sizes, (height, width),
+                                            self.config.pad_value)
         if flip:
             inputs = tf.reverse(inputs, axis=[2])
         outputs = self.model(inputs, training=False)
-        result = {SEMANTIC_PROBABILITIES: tf.nn.softmax(
-            tf.cast(outputs[common.SEMANTIC_LOGITS], tf.float32), axis=-1)}
-        if common.CENTER_HEATMAP in outputs:
-            result[common.CENTER_HEATMAP] = tf.cast(outputs[common.CENTER_HEATMAP], tf.float32)
-            result[common.OFFSET] = tf.cast(outputs[common.OFFSET], tf.float32)
-        if flip:
-            result = {k: tf.reverse(v, axis=[2]) for k, v in result.items()}
-            if common.OFFSET in result:
-                result[common.OFFSET] = result[common.OFFSET] * tf.constant([1.0, -1.0])
-        if scale != 1.0:
-            in_h, in_w = _image_size(inputs)
-            result = {k: _resize(v, (height, width)) for k, v in result.items()}
-            if common.OFFSET in result:
-                ratio = tf.cast(tf.stack([(height - 1) / tf.maximum(in_h - 1, 1),
-                                          (width - 1) / tf.maximum(in_w - 1, 1)]),
-                                tf.float32)
-                result[common.OFFSET] = result[common.OFFSET] * ratio
+        result = {}
+        for key, dense in self.family.dense_outputs.items():
+            if key not in outputs:
+                continue
+            value = tf.cast(outputs[key], tf.float32)
+            if dense.kind == SOFTMAX:
+                value = tf.nn.softmax(value, axis=-1)
+            if flip:
+                value = tf.reverse(value, axis=[2])
+                if dense.kind == OFFSET:
+                    value = value * tf.constant([1.0, -1.0])
+            if scale != 1.0:
+                value = _resize(value, (height, width))
+                if dense.kind == OFFSET:
+                    in_h, in_w = _image_size(inputs)
+                    ratio = tf.stack([
+                        tf.cast(height - 1, tf.float32) / tf.cast(tf.maximum(in_h - 1, 1),
+                                                                  tf.float32),
+                        tf.cast(width - 1, tf.float32) / tf.cast(tf.maximum(in_w - 1, 1),
+                                                                 tf.float32)])
+                    value = value * ratio
+            elif dense.kind not in (SOFTMAX, MEAN, OFFSET):
+                raise ValueError(f"unknown dense output kind {dense.kind!r} of {key}.")
+            result[dense.key] = value
         return result
 
     def raw_predictions(self, images: tf.Tensor,
                         image_sizes: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
-        """Semantic probabilities, center heatmap and offsets averaged over TTA
-        passes; `image_sizes` ([batch, 2]) gives each image's size inside its
-        padding, None treats the padding as part of the image."""
+        """The dense outputs combined over test-time augmentation passes (or the
+        model's raw outputs for a family without dense outputs).
+
+        `image_sizes` ([batch, 2]) gives each image's size inside its padding;
+        None treats the padding as part of the image.
+        """
         images = tf.convert_to_tensor(images)
         if images.shape.rank != 4:
             raise ValueError(f"images must be [batch, height, width, 3], got shape "
                              f"{images.shape}.")
+        if not self.family.dense_outputs:
+            return dict(self.model(images, training=False))
         passes = [self._one_pass(images, scale, flip, image_sizes) for scale in self.scales
                   for flip in ((False, True) if self.flip else (False,))]
         return {key: tf.add_n([p[key] for p in passes]) / len(passes) for key in passes[0]}
 
     def __call__(self, images: tf.Tensor,
                  image_sizes: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
-        """Post-processed predictions plus the averaged raw outputs."""
+        """Post-processed predictions (see deeplab2.model.meta) plus the
+        family's visual outputs (e.g. the center heatmap)."""
         raw = self.raw_predictions(images, image_sizes)
-        if common.CENTER_HEATMAP not in raw:
-            return dict(raw, **{common.SEMANTIC: tf.argmax(
-                raw[SEMANTIC_PROBABILITIES], axis=-1, output_type=tf.int32)})
-        probabilities = raw[SEMANTIC_PROBABILITIES]
-        predictions = panoptic_deeplab(
-            None, raw[common.CENTER_HEATMAP], raw[common.OFFSET],
-            semantic_probabilities=probabilities, **self.postprocess_options)
-        predictions.update(raw)
+        predictions = self.family.postprocess(raw, self.config, self.config.postprocess)
+        predictions.update({k: raw[k] for k in self.family.visual_outputs if k in raw})
         return predictions
 
     def batch_function(self, compiled: bool = True) -> Callable[[Dict], Dict[str, tf.Tensor]]:
@@ -159,15 +199,52 @@ class Predictor:
         call = tf.function(self.__call__) if compiled else self.__call__
         return lambda batch: call(batch[common.IMAGE], image_sizes_of(batch))
 
+    def prepare_image(self, image: tf.Tensor):
+        """(model input [1, H, W, 3] float32, (height, width) of the image in it)
+        for one HxWx3 image: resized to fit `fit_size` if set, then padded at
+        the bottom/right with the pad value to a size the model takes."""
+        image = tf.cast(image, tf.float32)
+        shape = tf.shape(image)
+        height, width = shape[0], shape[1]
+        if self.fit_size is None:
+            target = (self.family.padded_size(height, self.config),
+                      self.family.padded_size(width, self.config))
+        else:
+            target = self.fit_size
+            height, width = fit_inside(height, width, self.fit_size)
+            image = _resize(image[None], tf.stack([height, width]))[0]
+        paddings = [[0, target[0] - height], [0, target[1] - width], [0, 0]]
+        return pad_image(image, paddings, self.config.pad_value)[None], (height, width)
 
-@gin.configurable
-def build_predictor(model: keras.Model, info: DatasetInfo, output_stride: int = 32,
-                    scales: Sequence[float] = (1.0,), flip: bool = False,
-                    center_threshold: float = 0.1, nms_kernel: int = 7,
-                    keep_k_centers: int = 200,
-                    stuff_area_limit: Optional[int] = None) -> Predictor:
-    """The Gin-configurable entry: post-processing and TTA options of evaluation
-    and export (`build_predictor.scales = (0.5, 0.75, 1.0, 1.25, 1.5)` etc.)."""
-    return Predictor(model, info, output_stride=output_stride, scales=scales, flip=flip,
-                     center_threshold=center_threshold, nms_kernel=nms_kernel,
-                     keep_k_centers=keep_k_centers, stuff_area_limit=stuff_area_limit)
+    def predict_image(self, image: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """One HxWx3 image (any numeric dtype, values in [0, 255]) -> its
+        predictions at its size: prepared (`prepare_image`), predicted,
+        cropped back (and with `fit_size` resized back, nearest neighbour).
+        Works with sizes unknown when tracing (the exported signature)."""
+        shape = tf.shape(image)
+        images, (height, width) = self.prepare_image(image)
+        predictions = self(images, image_sizes=tf.stack([height, width])[None])
+        outputs = {}
+        for key, value in predictions.items():
+            if value.shape.rank is not None and value.shape.rank >= 3 and key in (
+                    common.SEMANTIC, common.INSTANCE, common.PANOPTIC):
+                value = value[0, :height, :width]
+                if self.fit_size is not None:
+                    value = tf.image.resize(value[..., None], shape[:2],
+                                            method="nearest")[..., 0]
+                outputs[key] = value
+            elif key in (common.INSTANCE_SCORES, common.INSTANCE_CLASSES,
+                         common.INSTANCE_PANOPTIC_IDS):
+                outputs[key] = value[0]
+        return outputs
+
+
+@gin.configurable(denylist=["model"])
+def build_predictor(model: keras.Model, scales: Sequence[float] = (1.0,),
+                    flip: bool = False) -> Predictor:
+    """The Gin edge of evaluation's test-time augmentation
+    (`build_predictor.scales = (0.5, 0.75, 1.0, 1.25, 1.5)`, `build_predictor.flip`).
+
+    Post-processing options are the model's (`build_model.postprocess`).
+    """
+    return Predictor(model, scales=scales, flip=flip)

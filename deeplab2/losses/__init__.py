@@ -1,5 +1,5 @@
-"""Losses of Panoptic-DeepLab: bootstrapped cross-entropy, center MSE, offset L1."""
-from deeplab2.losses.panoptic_deeplab_loss import PanopticDeepLabLoss
+"""Per-pixel losses shared by model families: bootstrapped cross-entropy,
+weighted squared error and L1, each reduced to one value per image."""
 from deeplab2.losses.pixel_losses import (CenterHeatmapMSE, OffsetL1,
                                           WeightedBootstrappedCrossEntropy,
                                           weighted_top_k_mean)

@@ -6,7 +6,6 @@ those pixels whose weighted loss is non-zero (0 when there is none, e.g. an
 image with no instances or only ignore pixels). The trainer averages these over
 the global batch, which keeps the loss correct under tf.distribute.
 """
-import gin
 import tensorflow as tf
 
 
@@ -29,7 +28,6 @@ def weighted_top_k_mean(per_pixel_loss: tf.Tensor, top_k_percent: float = 1.0) -
     return tf.math.divide_no_nan(total, num_nonzero)
 
 
-@gin.configurable
 class WeightedBootstrappedCrossEntropy:
     """Softmax cross-entropy times per-pixel weights, averaged over the hardest pixels.
 
@@ -51,7 +49,6 @@ class WeightedBootstrappedCrossEntropy:
         return weighted_top_k_mean(cross_entropy * weights, self.top_k_percent)
 
 
-@gin.configurable
 class CenterHeatmapMSE:
     """Squared error between predicted and target center heatmaps, weighted per pixel."""
 
@@ -62,7 +59,6 @@ class CenterHeatmapMSE:
         return weighted_top_k_mean(tf.square(prediction - target) * tf.cast(weights, tf.float32))
 
 
-@gin.configurable
 class OffsetL1:
     """Absolute error of the (y, x) offsets, averaged over the two channels, weighted per pixel."""
 

@@ -1,85 +1,70 @@
-"""`build_model`: the gin-configurable edge that assembles Panoptic-DeepLab."""
+"""`build_model`: the Gin edge that builds any registered meta-architecture.
+
+    build_model(meta_architecture="panoptic_deeplab", dataset="cityscapes",
+                output_stride=16, crop_size=(1025, 2049), backbone="resnet50")
+
+Everything a model is goes through here into its `ModelConfig` (the model's
+`model_config` attribute, written to its model directory by the trainer); the
+input pipeline, the predictor and the exporter read it from the model.
+"""
+from typing import Any, Mapping, Optional, Sequence, Union
+
 import gin
 import keras
+import numpy as np
 
-from deeplab2.data import dataset_info
-from deeplab2.model import backbones
-from deeplab2.model import decoders
-from deeplab2.model import panoptic_deeplab
-from deeplab2.model.layers import aspp
+from deeplab2.data.dataset_info import DatasetInfo, resolve_dataset
+from deeplab2.model.meta import ModelConfig, get_meta_architecture, make_config
+
+# The pixel statistics every shipped model normalizes with: x / 127.5 - 1.
+DEFAULT_PIXEL_MEAN = 127.5
+DEFAULT_PIXEL_STD = 127.5
 
 
 @gin.configurable
-def build_model(backbone="resnet50", num_classes=None, dataset=None,
-                output_stride=32, crop_size=None, multi_grid=None,
-                backbone_kwargs=None,
-                feature_keys=panoptic_deeplab.DEFAULT_FEATURE_KEYS,
-                atrous_rates=None, semantic_aspp_channels=256,
-                semantic_decoder_channels=256,
-                semantic_low_level_channels=None,
-                semantic_head_channels=256, instance_aspp_channels=256,
-                instance_decoder_channels=128,
-                instance_low_level_channels=None,
-                instance_head_channels=32, sep_conv=True,
-                aspp_sep_conv=None, decoder_sep_conv=None,
-                decoder_variant="panoptic_deeplab", semantic_only=False,
-                dual_aspp=True, dual_decoder=True, bn_momentum=0.99,
-                bn_epsilon=1e-3, synchronized_bn=True):
-    """Builds a `PanopticDeepLab` model.
+def build_model(meta_architecture: str = "panoptic_deeplab",
+                dataset: Union[str, DatasetInfo] = gin.REQUIRED, *,
+                output_stride: int = 32,
+                crop_size: Optional[Sequence[int]] = None,
+                pixel_mean=DEFAULT_PIXEL_MEAN, pixel_std=DEFAULT_PIXEL_STD,
+                postprocess: Optional[Mapping[str, Any]] = None,
+                **architecture) -> keras.Model:
+    """Builds the model of a registered meta-architecture, with its variables.
 
     Args:
-        backbone: name in the backbone registry.
-        num_classes: semantic classes; taken from `dataset` when None.
-        dataset: dataset name (`deeplab2.data.dataset_info`).
-        output_stride: final backbone stride (8, 16 or 32).
-        crop_size: training crop (H, W); sets the ASPP pooling window to
-            its feature size. None pools globally.
-        multi_grid: atrous rate multipliers of the backbone's last units,
-            e.g. (1, 2, 4); None for none.
-        backbone_kwargs: extra keyword arguments of the backbone.
-        feature_keys: backbone feature keys (final, stride 8, stride 4).
-        atrous_rates: ASPP rates; None derives them from `output_stride`.
-        sep_conv: depthwise-separable convs in ASPP, decoder and heads;
-            `aspp_sep_conv` / `decoder_sep_conv` override it per part.
-        decoder_variant: "panoptic_deeplab" or "deeplabv3plus".
-        semantic_low_level_channels, instance_low_level_channels: low-level
-            projection widths; None takes the variant's defaults.
-        Other arguments: see `PanopticDeepLab`.
+        meta_architecture: a registered family (`meta_architecture_names()`).
+        dataset: a dataset name or DatasetInfo: the label space predicted.
+        output_stride: stride of the deepest features (8, 16 or 32).
+        crop_size: (height, width) training crop; it sets e.g. the ASPP
+            pooling window. None for a model that is not trained.
+        pixel_mean, pixel_std: input normalization (x - mean) / std, scalars
+            or (R, G, B); also the image padding value is `pixel_mean`.
+        postprocess: the family's post-processing options, e.g.
+            {"nms_kernel": 13} for Panoptic-DeepLab.
+        **architecture: the family's architecture options, e.g.
+            backbone="resnet50" (see the family's ARCHITECTURE_DEFAULTS).
     """
-    variant = decoders.VARIANTS[decoder_variant]
-    if num_classes is None:
-        if dataset is None:
-            raise ValueError("pass num_classes or dataset")
-        num_classes = dataset_info.get_dataset_info(dataset).num_classes
-    backbone_kwargs = dict(backbone_kwargs or {})
-    if multi_grid is not None:
-        backbone_kwargs["multi_grid"] = tuple(multi_grid)
-    feature_extractor = backbones.get_backbone(
-        backbone, output_stride=output_stride, **backbone_kwargs)
-    # One batch-norm momentum for the whole model, backbone included.
-    for layer in feature_extractor._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = bn_momentum
-    return panoptic_deeplab.PanopticDeepLab(
-        feature_extractor, num_classes, feature_keys=feature_keys,
-        atrous_rates=atrous_rates or aspp.atrous_rates_for(output_stride),
-        pool_size=aspp.pool_size_for(crop_size, output_stride),
-        semantic_aspp_channels=semantic_aspp_channels,
-        semantic_decoder_channels=semantic_decoder_channels,
-        semantic_low_level_channels=(
-            semantic_low_level_channels
-            or variant["semantic_low_level_channels"]),
-        semantic_head_channels=semantic_head_channels,
-        instance_aspp_channels=instance_aspp_channels,
-        instance_decoder_channels=instance_decoder_channels,
-        instance_low_level_channels=(
-            instance_low_level_channels
-            or variant["instance_low_level_channels"]),
-        instance_head_channels=instance_head_channels,
-        aspp_sep_conv=sep_conv if aspp_sep_conv is None else aspp_sep_conv,
-        decoder_sep_conv=(sep_conv if decoder_sep_conv is None
-                          else decoder_sep_conv),
-        decoder_variant=decoder_variant, semantic_only=semantic_only,
-        dual_aspp=dual_aspp, dual_decoder=dual_decoder,
-        bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-        synchronized_bn=synchronized_bn, name=f"panoptic_deeplab_{backbone}")
+    config = make_config(meta_architecture, resolve_dataset(dataset),
+                         output_stride=output_stride, crop_size=crop_size,
+                         pixel_mean=pixel_mean, pixel_std=pixel_std,
+                         architecture=architecture, postprocess=postprocess)
+    return model_from_config(config)
+
+
+def model_from_config(config: ModelConfig, pretrained: bool = True,
+                      create_variables: bool = True) -> keras.Model:
+    """The model of a complete `ModelConfig`, as `model.model_config` says.
+
+    Args:
+        pretrained: load initial backbone weights the config names (e.g.
+            ImageNet); False when a checkpoint will overwrite them.
+        create_variables: run one small forward pass so that every variable
+            exists (needed before restoring a checkpoint or training).
+    """
+    model = get_meta_architecture(config.meta_architecture).build(
+        config, pretrained=pretrained)
+    model.model_config = config
+    if create_variables:
+        side = 2 * config.output_stride + 1
+        model(np.zeros((1, side, side, 3), np.float32), training=False)
+    return model

@@ -25,7 +25,9 @@ import keras
 import tensorflow as tf
 from keras.src.backend.common import global_state
 
-from deeplab2.model import builder
+from deeplab2.data.dataset_info import DatasetInfo, resolve_dataset
+from deeplab2.model.builder import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD, model_from_config
+from deeplab2.model.meta import make_config
 
 _CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")
 _MATMUL_OPS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -115,7 +117,31 @@ def _forget_deferred_variables(variables):
             [variable for variable in pending if id(variable) not in ours])
 
 
-def profile_model(input_size, **build_kwargs):
-    """Counts `builder.build_model(**build_kwargs)` on an (H, W) RGB input."""
-    return profile_builder(lambda: builder.build_model(**build_kwargs),
-                           (*input_size, 3))
+def placeholder_dataset(num_classes: int) -> DatasetInfo:
+    """A label space of `num_classes` classes, the upper half things, for
+    counting a model that is not tied to a dataset."""
+    names = tuple(f"class{i}" for i in range(num_classes))
+    return DatasetInfo(name=f"{num_classes}_classes", class_names=names,
+                       colors=((0, 0, 0),) * num_classes,
+                       thing_ids=tuple(range(num_classes // 2, num_classes)),
+                       ignore_label=255, label_divisor=1000, stuff_area_limit=0,
+                       source_ids=tuple(range(num_classes)))
+
+
+def profile_model(input_size, meta_architecture="panoptic_deeplab", dataset=None,
+                  num_classes=None, output_stride=32, crop_size=None, **architecture):
+    """Counts the model `build_model` would build, on an (H, W) RGB input.
+
+    `dataset` names the label space; or give `num_classes` alone (a
+    placeholder label space). Other arguments are those of `build_model`.
+    """
+    if (dataset is None) == (num_classes is None):
+        raise ValueError("give exactly one of dataset and num_classes")
+    info = placeholder_dataset(num_classes) if dataset is None else resolve_dataset(dataset)
+    config = make_config(meta_architecture, info, output_stride=output_stride,
+                         crop_size=crop_size, pixel_mean=DEFAULT_PIXEL_MEAN,
+                         pixel_std=DEFAULT_PIXEL_STD, architecture=architecture,
+                         postprocess={})
+    return profile_builder(
+        lambda: model_from_config(config, pretrained=False, create_variables=False),
+        (*input_size, 3))

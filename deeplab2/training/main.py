@@ -1,14 +1,17 @@
 """`trainer.py`: parses Gin configs and flags, then trains and/or evaluates.
 
-    trainer.py --gin_config=configs/synthetic/quickstart.gin --model_dir=runs/x --mode=train
+    trainer.py --gin_config=synthetic/quickstart.gin --model_dir=runs/x --mode=train
 
-Everything a run needs is bound in Gin (see configs/); the bindings given are
-written to `model_dir/config.gin`, the values used to `operative_config.gin`.
+Everything a run needs is bound in Gin (see deeplab2/configs; a config is a path
+or a name under that folder); the bindings given are written to
+`model_dir/config.gin`, the values used to `operative_config.gin`, and the
+model's own configuration to `model_dir/model_config.json`.
 """
 
 from absl import app, flags
 
 from deeplab2.training.config import define_gin_flags, parse_gin_flags_or_exit
+from deeplab2.utils.console import configure_logging
 
 FLAGS = flags.FLAGS
 define_gin_flags()
@@ -28,6 +31,7 @@ def main(argv) -> None:
     del argv
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required.")
+    configure_logging()
     parse_gin_flags_or_exit()
     run_mode(FLAGS.mode, FLAGS.model_dir, FLAGS.tpu)
 

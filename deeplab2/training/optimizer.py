@@ -45,7 +45,7 @@ class PolyWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
                     warmup_start_factor=self.warmup_start_factor)
 
 
-@gin.configurable
+@gin.configurable(denylist=["num_steps"])
 def build_optimizer(num_steps: int, learning_rate: float = 1e-3, power: float = 0.9,
                     end_learning_rate: float = 0.0, warmup_steps: int = 0,
                     beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,

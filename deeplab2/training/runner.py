@@ -1,11 +1,22 @@
-"""The modes of `trainer.py`: train, eval, train_and_eval, continuous_eval."""
+"""The modes of `trainer.py`: train, eval, train_and_eval, continuous_eval.
+
+Each mode builds the Gin-bound `Trainer` and, when it evaluates, the Gin-bound
+`Evaluator`, under the strategy the environment calls for. Training and
+evaluation share the strategy and the model; every worker runs the same code
+and only the chief writes files.
+"""
 import sys
 
 import tensorflow as tf
 
-from deeplab2.training.experiment import Experiment
+from deeplab2.data.records import RecordFileError
+from deeplab2.evaluation.model_evaluation import Evaluator
+from deeplab2.inference import build_predictor
+from deeplab2.model import checkpoints, model_dir as model_dir_lib
 from deeplab2.training.strategy import create_strategy
 from deeplab2.training.train_loop import NonFiniteLossError
+from deeplab2.training.trainer import ConfigMismatchError, Trainer, prediction_pictures
+from deeplab2.utils import distribute
 
 
 class MissingDataError(Exception):
@@ -19,48 +30,85 @@ def check_files(pattern, what: str) -> None:
         raise MissingDataError(f"{what} {pattern!r} matches no file.")
 
 
-def _train_loop(experiment: Experiment):
-    strategy = create_strategy(experiment.tpu)
-    print(f"Training with {type(strategy).__name__} on "
-          f"{strategy.num_replicas_in_sync} replica(s).", flush=True)
-    return experiment.make_train_loop(strategy)
+class _Run:
+    """The strategy, trainer, model and (when needed) evaluator of one run."""
+
+    def __init__(self, model_dir: str, tpu, evaluates: bool):
+        self.trainer = Trainer(model_dir)
+        self.evaluator = Evaluator() if evaluates else None
+        if self.evaluator is not None:
+            check_files(self.evaluator.file_pattern, "Evaluator.file_pattern")
+        self.trainer.setup_runtime()
+        self.strategy = create_strategy(tpu)
+        print(f"Running with {type(self.strategy).__name__} on "
+              f"{self.strategy.num_replicas_in_sync} replica(s).", flush=True)
+        self.is_chief = distribute.is_chief(self.strategy)
+        self.model_dir = model_dir
+        if self.is_chief:
+            self.trainer.write_gin_config()
+        self.model = self.trainer.build_model(self.strategy)
+
+    def evaluate(self, step: int) -> dict:
+        return self.evaluator.evaluate(
+            build_predictor(self.model), self.strategy, step=step,
+            output_dir=f"{self.model_dir}/eval" if self.is_chief else None)
+
+    def train_loop(self):
+        check_files(self.trainer.train_file_pattern, "Trainer.train_file_pattern")
+        pictures = None
+        if self.trainer.loop_options.image_summary_every:
+            if self.evaluator is None:
+                pattern = _bound_evaluation_pattern()
+                if pattern:
+                    pictures = prediction_pictures(self.model, pattern)
+            else:
+                pictures = prediction_pictures(self.model, self.evaluator.file_pattern)
+        return self.trainer.train_loop(self.strategy, self.model, pictures)
 
 
-def train(experiment: Experiment) -> dict:
-    check_files(experiment.train_file_pattern, "Experiment.train_file_pattern")
-    return _train_loop(experiment).train()
+def _bound_evaluation_pattern():
+    """Evaluator.file_pattern when bound in Gin (for pictures in train mode)."""
+    import gin
+
+    try:
+        return gin.query_parameter("Evaluator.file_pattern")
+    except ValueError:
+        return None
 
 
-def evaluate_latest(experiment: Experiment) -> dict:
-    check_files(experiment.eval_file_pattern, "Experiment.eval_file_pattern")
-    latest = tf.train.latest_checkpoint(experiment.model_dir)
+def train(run: _Run) -> dict:
+    return run.train_loop().train()
+
+
+def evaluate_latest(run: _Run) -> dict:
+    latest = tf.train.latest_checkpoint(run.model_dir)
     if not latest:
-        raise MissingDataError(f"No checkpoint to evaluate in {experiment.model_dir}.")
-    return experiment.evaluate(latest)
+        raise MissingDataError(f"No checkpoint to evaluate in {run.model_dir}.")
+    step, _ = model_dir_lib.restore_model(run.model, latest)
+    return run.evaluate(step)
 
 
-def train_and_evaluate(experiment: Experiment) -> dict:
-    check_files(experiment.train_file_pattern, "Experiment.train_file_pattern")
-    check_files(experiment.eval_file_pattern, "Experiment.eval_file_pattern")
-    loop = _train_loop(experiment)
-    num_steps = experiment.loop_options.num_steps
-    every = experiment.eval_every or num_steps
+def train_and_evaluate(run: _Run) -> dict:
+    loop = run.train_loop()
+    num_steps = run.trainer.num_steps
+    every = run.evaluator.every_steps or num_steps
     result = {}
     for until in list(range(every, num_steps, every)) + [num_steps]:
         if int(loop.step.numpy()) < until:
             loop.train(until_step=until)
-        result = experiment.evaluate(tf.train.latest_checkpoint(experiment.model_dir))
+        else:
+            loop.restore()
+        result = run.evaluate(int(loop.step.numpy()))
     return result
 
 
-def continuous_evaluate(experiment: Experiment) -> dict:
+def continuous_evaluate(run: _Run) -> dict:
     """Evaluates each new checkpoint until the one of the final step."""
-    check_files(experiment.eval_file_pattern, "Experiment.eval_file_pattern")
     result = {}
-    for path in tf.train.checkpoints_iterator(experiment.model_dir,
-                                              timeout=experiment.eval_timeout):
-        result = experiment.evaluate(path)
-        if result["step"] >= experiment.loop_options.num_steps:
+    for path in tf.train.checkpoints_iterator(run.model_dir, timeout=run.evaluator.timeout):
+        step, _ = model_dir_lib.restore_model(run.model, path)
+        result = run.evaluate(step)
+        if step >= run.trainer.num_steps:
             break
     return result
 
@@ -70,15 +118,17 @@ MODES = {"train": train, "eval": evaluate_latest, "train_and_eval": train_and_ev
 
 
 def run(mode: str, model_dir: str, tpu=None) -> dict:
-    """Runs `mode` with the experiment bound in Gin; exits with a clear message
-    on missing data or a non-finite loss."""
-    experiment = Experiment(model_dir, **({"tpu": tpu} if tpu else {}))
-    experiment.setup_runtime()
-    experiment.write_config()
+    """Runs `mode` with the Gin-bound Trainer and Evaluator; exits with a clear
+    message on missing or broken data, a mismatched model directory or
+    checkpoint, or a non-finite loss."""
+    active = None
     try:
-        return MODES[mode](experiment)
-    except (MissingDataError, NonFiniteLossError) as error:
+        active = _Run(model_dir, tpu, evaluates=mode != "train")
+        return MODES[mode](active)
+    except (MissingDataError, NonFiniteLossError, RecordFileError, ConfigMismatchError,
+            model_dir_lib.ModelDirError, checkpoints.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     finally:
-        experiment.write_config(operative=True)
+        if active is not None and active.is_chief:
+            active.trainer.write_gin_config(operative=True)

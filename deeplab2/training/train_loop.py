@@ -6,6 +6,17 @@ outputs) to per-image losses with a "total_loss" entry, an optimizer and a
 function that builds the per-replica dataset. Several steps run inside one
 tf.function call (`steps_per_loop`) so an accelerator is fed without a host
 round trip per step.
+
+Compiled steps (`jit_compile`): with one replica the whole replica step
+(forward pass, losses, gradients, loss scaling, optimizer update) is one XLA
+computation. With several replicas, the replica step holds cross-replica
+collectives (the gradient all-reduce, synchronized batch norm) and XLA cannot
+compile collectives on CPUs (TensorFlow: "Collectives are not yet implemented
+for CPU devices when compiling with XLA"): there the forward pass, losses and
+gradients are compiled per replica (traced once per replica, so that each
+computation reads the variables of its own device) and the all-reduce and the
+update run outside; batch norm must then not be synchronized. On TPUs the
+strategy compiles the whole replica step itself.
 """
 import dataclasses
 import os
@@ -17,9 +28,10 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2.model import checkpoints
+from deeplab2.model.meta import TOTAL_LOSS
+from deeplab2.utils import distribute
 from deeplab2.utils.progress import Progress
-
-TOTAL_LOSS = "total_loss"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -36,16 +48,11 @@ class LoopOptions:
     keep_checkpoints: int = 5
     summary_every: int = 100
     image_summary_every: int = 0  # 0: no prediction pictures in TensorBoard
-    xla: bool = False  # compile the forward+backward pass with XLA
+    jit_compile: bool = False  # compile the replica step with XLA (see above)
 
 
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
+def _runs_on_tpu(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.TPUStrategy)
 
 
 class TrainLoop:
@@ -76,9 +83,9 @@ class TrainLoop:
         self.checkpoint = tf.train.Checkpoint(step=self.step, model=self.model,
                                               optimizer=self.optimizer,
                                               rng_states=rng_states)
-        self.is_chief = _is_chief(strategy)
+        self.is_chief = distribute.is_chief(strategy)
         directory = model_dir if self.is_chief else os.path.join(
-            model_dir, f".worker-{strategy.cluster_resolver.task_id}-tmp")
+            model_dir, f".worker-{distribute.worker_id(strategy)}-tmp")
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, directory, max_to_keep=options.keep_checkpoints,
             step_counter=self.step)
@@ -87,49 +94,75 @@ class TrainLoop:
                                  tf.distribute.TPUStrategy)):
             self.preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
                 strategy.cluster_resolver, self.manager)
-        self._loop_fn = None
+        self._loops = {}
 
     def restore(self) -> int:
-        """Restores the latest checkpoint in model_dir, if any; returns the step."""
+        """Restores the latest checkpoint in model_dir, if any; returns the step.
+
+        A checkpoint without optimizer state (an imported or exported model
+        directory) restores the model and step; the optimizer starts fresh.
+        """
         latest = tf.train.latest_checkpoint(self.model_dir)
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            print(f"Resumed from {latest} at step {int(self.step.numpy())}.", flush=True)
+        if not latest:
+            return int(self.step.numpy())
+        reader = tf.train.load_checkpoint(latest)
+        report = checkpoints.compare(
+            checkpoints.checkpoint_variables(self.model, "model"), latest, reader)
+        if report.missing or report.mismatched:
+            raise checkpoints.CheckpointError(
+                f"cannot resume: the checkpoint does not fit the model: {report.details()}")
+        has_optimizer = any(key.startswith("optimizer/")
+                            for key in reader.get_variable_to_shape_map())
+        checkpoint = (self.checkpoint if has_optimizer else
+                      tf.train.Checkpoint(step=self.step, model=self.model))
+        checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+        print(f"Resumed at step {int(self.step.numpy())}: {report.summary()}"
+              + ("" if has_optimizer else "; no optimizer state, starting it fresh"),
+              flush=True)
         return int(self.step.numpy())
 
-    def _forward_backward(self, inputs):
-        outputs = self.model(inputs[common.IMAGE], training=True)
-        losses = self.loss_fn(inputs, outputs)
-        per_replica = {name: tf.nn.compute_average_loss(
-            value, global_batch_size=self.options.global_batch_size)
-            for name, value in losses.items()}
-        return per_replica, outputs
+    def _gradients(self, inputs):
+        """Forward pass, per-replica losses (summed over this replica's images
+        and divided by the global batch) and their gradients."""
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = self.model(inputs[common.IMAGE], training=True)
+            losses = {name: tf.nn.compute_average_loss(
+                value, global_batch_size=self.options.global_batch_size)
+                for name, value in self.loss_fn(inputs, outputs).items()}
+            scaled = self.optimizer.scale_loss(losses[TOTAL_LOSS])
+        return losses, tape.gradient(scaled, variables)
+
+    def _update(self, grads):
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        self.step.assign_add(1)
 
     def _replica_step(self, inputs):
-        variables = self.model.trainable_variables
-        forward_backward = self._forward_backward
-
-        def compute(inputs):
-            with tf.GradientTape() as tape:
-                losses, outputs = forward_backward(inputs)
-                scaled = self.optimizer.scale_loss(losses[TOTAL_LOSS])
-            return losses, outputs, tape.gradient(scaled, variables)
-
-        if self.options.xla:
-            compute = tf.function(compute, jit_compile=True)
-            # XLA compiles numbers only: leave out the image ids.
-            inputs = {k: v for k, v in inputs.items() if v.dtype != tf.string}
-        losses, outputs, grads = compute(inputs)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        self.step.assign_add(1)
+        """One step on this replica's batch; returns its losses and a 0/1 flag
+        of non-finite losses."""
+        # XLA compiles numbers only: leave out the image ids.
+        inputs = {k: v for k, v in inputs.items() if v.dtype != tf.string}
+        if not self.options.jit_compile or _runs_on_tpu(self.strategy):
+            losses, grads = self._gradients(inputs)
+            self._update(grads)
+        elif self.strategy.num_replicas_in_sync == 1:
+            def whole_step(inputs):
+                losses, grads = self._gradients(inputs)
+                self._update(grads)
+                return losses
+            losses = tf.function(whole_step, jit_compile=True)(inputs)
+        else:
+            # A new function per replica trace: one XLA computation per device.
+            losses, grads = tf.function(self._gradients, jit_compile=True)(inputs)
+            self._update(grads)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in losses.values()])
-        return losses, outputs, 1.0 - tf.cast(finite, tf.float32)
+        return losses, 1.0 - tf.cast(finite, tf.float32)
 
     def _build_loop(self, num_steps_in_loop: int):
         strategy = self.strategy
 
         def one_step(iterator):
-            losses, _, non_finite = strategy.run(self._replica_step, args=(next(iterator),))
+            losses, non_finite = strategy.run(self._replica_step, args=(next(iterator),))
             losses = {k: strategy.reduce("SUM", v, axis=None) for k, v in losses.items()}
             finite = strategy.reduce("SUM", non_finite, axis=None) == 0
             return losses, finite
@@ -146,13 +179,18 @@ class TrainLoop:
 
         return loop
 
-    def _data_iterator(self, start_step: int):
-        """A fresh data stream for the steps from `start_step` on.
+    def loop_function(self, num_steps_in_loop: int):
+        """The tf.function running `num_steps_in_loop` steps on a distributed
+        iterator (built once per size; inspect its graph with
+        `.get_concrete_function(iterator)`)."""
+        if num_steps_in_loop not in self._loops:
+            self._loops[num_steps_in_loop] = self._build_loop(num_steps_in_loop)
+        return self._loops[num_steps_in_loop]
 
-        The stream restarts at every checkpoint, so a run resumed from one
-        sees the same batches as an uninterrupted run (`dataset_fn` derives
-        its randomness from the step) without replaying earlier data.
-        """
+    def data_iterator(self, start_step: int):
+        """The data stream of the steps from `start_step` on: `dataset_fn`
+        positions it there, so a run resumed at a checkpoint sees the batches
+        an uninterrupted run sees."""
         return iter(self.strategy.distribute_datasets_from_function(
             lambda ctx: self.dataset_fn(ctx, start_step)))
 
@@ -165,21 +203,18 @@ class TrainLoop:
         if start >= end:
             print(f"Already trained to step {start}.")
             return {}
-        iterator = self._data_iterator(start)
+        iterator = self.data_iterator(start)
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) \
             if self.is_chief else tf.summary.create_noop_writer()
         progress = Progress(end - start, desc="train", unit="step")
-        loops = {}
         step = start
         last = {}
         while step < end:
             n = min(opts.steps_per_loop, end - step)
             # Never cross a checkpoint boundary inside one loop.
             n = min(n, opts.checkpoint_every - step % opts.checkpoint_every)
-            if n not in loops:
-                loops[n] = self._build_loop(n)
             tick = time.monotonic()
-            losses, finite, first_bad = loops[n](iterator)
+            losses, finite, first_bad = self.loop_function(n)(iterator)
             if not bool(finite.numpy()):
                 raise NonFiniteLossError(
                     f"Loss became NaN or Inf at step {int(first_bad.numpy())} "
@@ -209,8 +244,6 @@ class TrainLoop:
                     tf.summary.image("predictions", self.image_summary_fn(), max_outputs=4)
             if step % opts.checkpoint_every == 0 or step == end:
                 self.manager.save(checkpoint_number=step)
-                if step < end:
-                    iterator = self._data_iterator(step)
             elif self.preemption is not None:
                 self.preemption.save_checkpoint_if_preempted()
         progress.close()

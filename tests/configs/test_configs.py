@@ -1,45 +1,57 @@
-"""Every Gin config under configs/ parses and describes a model the papers report.
+"""Every Gin config in deeplab2/configs parses and describes the model and the
+training recipe its comments state.
 
-For each file: `deeplab2.training.main.parse_gin` accepts it (from the project
-root, where Gin resolves `include` paths); a complete config (one that binds
-`build_model.backbone`; the per-dataset `base.gin` files are only included)
-names a known dataset and a registered backbone, uses one output stride
-everywhere, has `k * output_stride + 1` crops, an evaluation crop covering the
-dataset's largest image, file patterns matching what scripts/convert_*.py
-write, the descriptor's stuff area limit and single-scale inference.
+For each file: `parse_gin` accepts it by name from any working directory (its
+`include` resolving to the package's base.gin). A complete config (one that
+binds `build_model.backbone`; the per-dataset `base.gin` files are only
+included) gives, through the `build_model` Gin edge (the model itself not
+built), a valid model config with the output stride its name says,
+`k * output_stride + 1` crops and an evaluation crop covering the dataset's
+largest image; file patterns matching what scripts/convert_*.py write; exactly
+the training recipe of its comments (batch, steps, learning rate, warmup,
+augmentation, target and loss weights), the post-processing and single-scale
+inference; and the trainer, evaluator, input, targets, loss and optimizer
+accept its bindings.
 
-A config with a row in tests/model/test_paper_tables.py binds exactly that
-row's builder arguments (backbone, output stride 16, options; every other
-`build_model` binding equals the builder's default). The models of a
-representative subset (one per backbone family) are counted with
-`deeplab2.model.profile.profile_model` (built without allocating weights,
-multiply-adds from one traced graph, nothing run) at the evaluation crop, as
-`Experiment.build_model` builds them, and compared with their rows (parameters
-within 1%; multiply-adds within 3% when the row's input size is the
-evaluation crop). Gin is cleared between files.
+Every complete config's model is counted with `profile_model` at its
+evaluation crop (built without allocating weights; multiply-adds from one
+traced graph, nothing run): parameters and multiply-adds equal the figures
+recorded here, which the README table rounds (configs beyond one per
+backbone family are marked slow). A config with a row in
+tests/model/test_paper_tables.py has exactly that row's architecture, and its
+counts are within the row's tolerances. Gin is cleared between files.
 """
 import fnmatch
 import importlib.util
 import inspect
+import os
 import pathlib
 
 import gin
 import pytest
 
-from deeplab2.data import dataset_info
 from deeplab2.data.converters import writer
 from deeplab2.data.converters.coco import default_split_name
-from deeplab2.losses import PanopticDeepLabLoss
-from deeplab2.model import builder, decoders, profile
-from deeplab2.model.backbones import registry
-from deeplab2.training.experiment import Experiment
-from deeplab2.training.config import parse_gin
+from deeplab2.data.dataset_info import get_dataset_info
+from deeplab2.data.pipeline import TrainingInput
+from deeplab2.evaluation.model_evaluation import Evaluator
+from deeplab2.inference import build_predictor
+from deeplab2.model import builder, get_meta_architecture, profile
+from deeplab2.model.meta import make_config
+from deeplab2.model.panoptic_deeplab.loss import PanopticDeepLabLoss
+from deeplab2.model.panoptic_deeplab.targets import PanopticDeepLabTargets
+from deeplab2.training.config import CONFIGS_DIR, parse_gin
 from deeplab2.training.optimizer import build_optimizer
+from deeplab2.training.trainer import Trainer
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
-CONFIG_DIR = PROJECT_ROOT / "configs"
-CONFIGS = sorted(str(p.relative_to(PROJECT_ROOT)) for p in CONFIG_DIR.rglob("*.gin"))
+# The recipes of this library; deeplab2/ (google-research/deeplab2's
+# architectures) is tested in tests/model/panoptic_deeplab/test_deeplab2_import.py.
+CONFIGS = sorted(p.relative_to(CONFIGS_DIR).as_posix()
+                 for p in pathlib.Path(CONFIGS_DIR).rglob("*.gin")
+                 if not p.relative_to(CONFIGS_DIR).as_posix().startswith("deeplab2/"))
 INCLUDE_ONLY = "base.gin"
+COMPLETE = [c for c in CONFIGS if pathlib.PurePath(c).name != INCLUDE_ONLY]
 
 # Largest (height, width) of the images evaluation pads to its crop size
 # (Vistas: after the resize to 2177 on the longest side, either orientation).
@@ -59,38 +71,166 @@ SPLITS = {
     "synthetic": ("train", "val"),
 }
 
-# Config -> (paper, table, label) of its row in tests/model/test_paper_tables.py.
-PAPER_ROWS = {
-    "configs/cityscapes/mobilenet_v3_large_os16.gin": ("000", 9, "Cityscapes MNV3"),
-    "configs/cityscapes/resnet50_beta_os16.gin": ("000", 9, "Cityscapes ResNet-50"),
-    "configs/cityscapes/xception71_os16.gin": ("000", 1, "C_Sem = 256 (final model)"),
-    "configs/cityscapes/wide_resnet41_os16.gin": ("004", 3, "WR-41"),
-    "configs/cityscapes/swidernet_sac_1_1_1_os16.gin": ("004", 3, "WR-41 + SAC + SE"),
-    "configs/cityscapes/swidernet_sac_0.25_0.5_1_os16.gin": (
-        "004", "5, 12", "Cityscapes (0.25_0.5_1)"),
-    "configs/coco/resnet50_beta_os16.gin": ("000", 9, "COCO ResNet-50"),
-    "configs/coco/xception71_os16.gin": ("000", 9, "COCO Xception-71"),
-    "configs/coco/swidernet_sac_1_1_1_os16.gin": ("004", 3, "WR-41 + SAC + SE"),
-    "configs/coco/swidernet_sac_1_1_4_os16.gin": ("004", 4, "(1, 1, 4)"),
-    "configs/mapillary_vistas/xception71_os16.gin": ("000", 5, "Xception-71"),
+# The recipe of each dataset's base.gin (paper 000 Sec. 4; COCO: paper 004
+# Sec. 4 and deeplab2's 5e-4 with a 2000-step warmup), as the values the Gin
+# parameters take (bound, or the default).
+_SHARED = {
+    "build_optimizer.power": 0.9,
+    "TrainingInput.scale_step": 0.1,
+    "TrainingInput.flip_prob": 0.5,
+    "PanopticDeepLabTargets.sigma": 8,
+    "PanopticDeepLabTargets.small_instance_area": 4096,  # 64x64 pixels
+    "PanopticDeepLabTargets.small_instance_weight": 3.0,
+    "PanopticDeepLabLoss.top_k_percent": 0.2,
+    "PanopticDeepLabLoss.semantic_weight": 1.0,
+    "PanopticDeepLabLoss.center_weight": 200.0,
+    "PanopticDeepLabLoss.offset_weight": 0.01,
+}
+RECIPES = {
+    "cityscapes": {
+        **_SHARED,
+        "build_model.crop_size": (1025, 2049),
+        "Evaluator.crop_size": None,  # the training crop: the whole image
+        "Trainer.global_batch_size": 32,
+        "Trainer.num_steps": 60_000,
+        "build_optimizer.learning_rate": 1e-3,
+        "build_optimizer.warmup_steps": 0,
+        "TrainingInput.min_scale": 0.5,
+        "TrainingInput.max_scale": 2.0,
+        "TrainingInput.autoaugment": False,
+    },
+    "coco": {
+        **_SHARED,
+        "build_model.crop_size": (641, 641),
+        "Evaluator.crop_size": None,
+        "Trainer.global_batch_size": 64,
+        "Trainer.num_steps": 200_000,
+        "build_optimizer.learning_rate": 5e-4,
+        "build_optimizer.warmup_steps": 2000,
+        "TrainingInput.min_scale": 0.5,
+        "TrainingInput.max_scale": 1.5,
+        "TrainingInput.autoaugment": True,
+    },
+    "mapillary_vistas": {
+        **_SHARED,
+        "build_model.crop_size": (1025, 1025),
+        "Evaluator.crop_size": (2177, 2177),
+        "Trainer.global_batch_size": 64,
+        "Trainer.num_steps": 150_000,
+        "build_optimizer.learning_rate": 1e-3,
+        "build_optimizer.warmup_steps": 0,
+        "TrainingInput.min_scale": 0.5,
+        "TrainingInput.max_scale": 2.0,
+        "TrainingInput.autoaugment": False,
+    },
+    # synthetic/quickstart.gin: minutes on a CPU (deeplab2/quickstart.py).
+    "synthetic": {
+        "build_model.crop_size": (193, 257),
+        "Evaluator.crop_size": None,
+        "Trainer.global_batch_size": 8,
+        "Trainer.num_steps": 1000,
+        "build_optimizer.learning_rate": 2e-3,
+        "build_optimizer.warmup_steps": 0,
+        "TrainingInput.min_scale": 0.75,
+        "TrainingInput.max_scale": 1.25,
+        "PanopticDeepLabTargets.small_instance_area": 1024,
+    },
+}
+# What a backbone's file changes in its dataset's recipe, as its comments say.
+_SWIDERNET = {"build_optimizer.learning_rate": 1e-4}  # paper 004 Sec. 4
+_SWIDERNET_COCO = {**_SWIDERNET, "Trainer.num_steps": 500_000}
+_MOBILENET = {"PanopticDeepLabTargets.small_instance_weight": 1.0}  # SPEC 3
+RECIPE_CHANGES = {
+    "cityscapes/mobilenet_v3_large_os16.gin": _MOBILENET,
+    "cityscapes/mobilenet_v3_small_os32.gin": _MOBILENET,
+    "cityscapes/wide_resnet41_os16.gin": _SWIDERNET,
+    "cityscapes/swidernet_sac_1_1_1_os16.gin": _SWIDERNET,
+    "cityscapes/swidernet_sac_0.25_0.5_1_os16.gin": _SWIDERNET,
+    # Paper 004 Table 2's AutoAugment, for its strongest model.
+    "cityscapes/swidernet_sac_1_1_4.5_os16.gin": {**_SWIDERNET,
+                                                  "TrainingInput.autoaugment": True},
+    "coco/swidernet_sac_1_1_1_os16.gin": _SWIDERNET_COCO,
+    "coco/swidernet_sac_1_1_4_os16.gin": _SWIDERNET_COCO,
+}
+# Post-processing of each dataset (SPEC 6 NMS kernels; the paper's is 7).
+POSTPROCESS = {
+    "cityscapes": dict(center_threshold=0.1, nms_kernel=13, keep_k_centers=200,
+                       stuff_area_limit=2048),
+    "coco": dict(center_threshold=0.1, nms_kernel=41, keep_k_centers=200,
+                 stuff_area_limit=4096),
+    "mapillary_vistas": dict(center_threshold=0.1, nms_kernel=7, keep_k_centers=200,
+                             stuff_area_limit=4096),
+    "synthetic": dict(center_threshold=0.1, nms_kernel=41, keep_k_centers=200,
+                      stuff_area_limit=get_dataset_info("synthetic").stuff_area_limit),
 }
 
-# Configs whose model is counted: one per backbone family (MobileNetV3,
-# ResNet at output stride 32 and 16, Xception, Wide-ResNet, fast and strong
-# SWideRNet). Counting every config takes about twice as long; the others are
-# tied to their paper rows through their bindings (test_config_paper_row).
-COUNTED = (
-    "configs/cityscapes/mobilenet_v3_large_os16.gin",
-    "configs/cityscapes/resnet50_os32.gin",
-    "configs/cityscapes/resnet50_beta_os16.gin",
-    "configs/cityscapes/xception71_os16.gin",
-    "configs/cityscapes/wide_resnet41_os16.gin",
-    "configs/cityscapes/swidernet_sac_0.25_0.5_1_os16.gin",
-    "configs/coco/swidernet_sac_1_1_1_os16.gin",
+# (trainable parameters, multiply-adds) of each config's model at its
+# evaluation crop, as `python scripts/profile_model.py --dataset ... --json`
+# counts them; the README table lists them in millions / billions.
+COUNTS = {
+    "cityscapes/mobilenet_v3_large_os16.gin": (3_650_166, 53_766_834_984),
+    "cityscapes/mobilenet_v3_small_os32.gin": (2_151_606, 34_915_420_840),
+    "cityscapes/resnet50_beta_os16.gin": (30_093_574, 391_102_757_296),
+    "cityscapes/resnet50_os32.gin": (29_969_606, 208_617_191_344),
+    "cityscapes/swidernet_sac_0.25_0.5_1_os16.gin": (36_155_609, 576_055_887_776),
+    "cityscapes/swidernet_sac_1_1_1_os16.gin": (168_719_449, 3_360_804_325_408),
+    "cityscapes/swidernet_sac_1_1_4.5_os16.gin": (618_920_035, 10_863_647_743_008),
+    "cityscapes/wide_resnet41_os16.gin": (147_269_974, 3_237_444_895_264),
+    "cityscapes/xception71_os16.gin": (46_745_486, 546_156_398_200),
+    "coco/resnet50_beta_os16.gin": (30_123_129, 78_917_565_616),
+    "coco/resnet50_os32.gin": (29_999_161, 42_460_068_528),
+    "coco/swidernet_sac_1_1_1_os16.gin": (168_749_004, 679_363_957_536),
+    "coco/swidernet_sac_1_1_4_os16.gin": (569_444_565, 1_994_857_940_256),
+    "coco/xception71_os16.gin": (46_775_041, 109_660_140_536),
+    "mapillary_vistas/xception71_os16.gin": (46_757_308, 1_228_290_020_600),
+    "synthetic/quickstart.gin": (674_977, 185_416_928),
+}
+
+# Config -> (paper, table, label) of its row in tests/model/test_paper_tables.py.
+PAPER_ROWS = {
+    "cityscapes/mobilenet_v3_large_os16.gin": ("000", 9, "Cityscapes MNV3"),
+    "cityscapes/resnet50_beta_os16.gin": ("000", 9, "Cityscapes ResNet-50"),
+    "cityscapes/xception71_os16.gin": ("000", 1, "C_Sem = 256 (final model)"),
+    "cityscapes/wide_resnet41_os16.gin": ("004", 3, "WR-41"),
+    "cityscapes/swidernet_sac_1_1_1_os16.gin": ("004", 3, "WR-41 + SAC + SE"),
+    "cityscapes/swidernet_sac_0.25_0.5_1_os16.gin": (
+        "004", "5, 12", "Cityscapes (0.25_0.5_1)"),
+    "coco/resnet50_beta_os16.gin": ("000", 9, "COCO ResNet-50"),
+    "coco/xception71_os16.gin": ("000", 9, "COCO Xception-71"),
+    "coco/swidernet_sac_1_1_1_os16.gin": ("004", 3, "WR-41 + SAC + SE"),
+    "coco/swidernet_sac_1_1_4_os16.gin": ("004", 4, "(1, 1, 4)"),
+    "mapillary_vistas/xception71_os16.gin": ("000", 5, "Xception-71"),
+}
+
+# Configs whose model is counted by default: one per backbone family
+# (MobileNetV3, ResNet at output stride 32 and 16, Xception, Wide-ResNet, fast
+# and strong SWideRNet) and the quickstart. Counting the others (other
+# datasets' heads, deeper variants) doubles the time: they are marked slow.
+REPRESENTATIVE = (
+    "cityscapes/mobilenet_v3_large_os16.gin",
+    "cityscapes/resnet50_os32.gin",
+    "cityscapes/resnet50_beta_os16.gin",
+    "cityscapes/xception71_os16.gin",
+    "cityscapes/wide_resnet41_os16.gin",
+    "cityscapes/swidernet_sac_0.25_0.5_1_os16.gin",
+    "coco/swidernet_sac_1_1_1_os16.gin",
+    "synthetic/quickstart.gin",
 )
 
 # backbone_kwargs keys that change training, not the architecture.
 TRAINING_ONLY_BACKBONE_KWARGS = {"weights", "drop_path_survival_rate", "drop_path_schedule"}
+
+# The Gin configurables the recipes bind, for the defaults of unbound parameters.
+CONFIGURABLES = {
+    "build_model": builder.build_model,
+    "build_optimizer": build_optimizer,
+    "build_predictor": build_predictor,
+    "Trainer": Trainer,
+    "Evaluator": Evaluator,
+    "TrainingInput": TrainingInput,
+    "PanopticDeepLabTargets": PanopticDeepLabTargets,
+    "PanopticDeepLabLoss": PanopticDeepLabLoss,
+}
 
 
 def _load_paper_tables():
@@ -119,121 +259,141 @@ def _resolve(value):
     return value
 
 
-def _query(binding, default=None):
+def _value(binding):
+    """The value a Gin parameter takes: its binding, else its default."""
     try:
         return _resolve(gin.query_parameter(binding))
     except ValueError:  # not bound
-        return default
+        configurable, parameter = binding.rsplit(".", 1)
+        return inspect.signature(CONFIGURABLES[configurable]).parameters[parameter].default
+
+
+def _model_config(monkeypatch):
+    """The ModelConfig `build_model` makes of the parsed bindings (validated
+    and completed by the family), without building the model."""
+    with monkeypatch.context() as patch:
+        patch.setattr(builder, "model_from_config", lambda config: config)
+        return builder.build_model()
+
+
+def _eval_crop(config):
+    return Evaluator().crop_size or config.crop_size
 
 
 @pytest.fixture
-def parsed(request, monkeypatch):
-    """Parses one config from the project root; clears Gin before and after."""
-    monkeypatch.chdir(PROJECT_ROOT)
+def parsed(request):
+    """Parses one config by name; clears Gin before and after."""
     gin.clear_config()
     parse_gin([request.param], [])
     yield request.param
     gin.clear_config()
 
 
-def _is_complete(config):
-    return pathlib.PurePath(config).name != INCLUDE_ONLY
-
-
 def test_configs_found():
     names = {pathlib.PurePath(c).parent.name for c in CONFIGS}
-    assert {"cityscapes", "coco", "mapillary_vistas"} <= names
-    assert set(PAPER_ROWS) | set(COUNTED) <= set(CONFIGS)
+    assert {"cityscapes", "coco", "mapillary_vistas", "synthetic"} <= names
+    assert set(COUNTS) == set(COMPLETE)
+    assert set(PAPER_ROWS) | set(RECIPE_CHANGES) | set(REPRESENTATIVE) <= set(COMPLETE)
 
 
-@pytest.mark.parametrize("parsed", CONFIGS, indirect=True)
-def test_config(parsed, tmp_path):
-    config = parsed
-    backbone = _query("build_model.backbone")
-    if not _is_complete(config):
-        assert backbone is None, f"{config} is included by others; bind backbones elsewhere"
-        return
-    assert backbone in registry.backbone_names(), f"{config}: unknown backbone {backbone!r}"
-    experiment = Experiment(str(tmp_path))  # raises on an unknown dataset
-    name = experiment.dataset_name
-    assert name in dataset_info.dataset_names()
+@pytest.mark.parametrize("parsed", [c for c in CONFIGS if c not in COMPLETE], indirect=True)
+def test_base_configs_bind_no_backbone(parsed):
+    """An included file leaves the backbone to the including one."""
+    with pytest.raises(ValueError):  # not bound
+        gin.query_parameter("build_model.backbone")
 
-    output_stride = _query("build_model.output_stride", 32)
-    assert _query("build_dataset.output_stride", 32) == output_stride
-    assert _query("build_predictor.output_stride", 32) == output_stride
-    for crop in (experiment.train_crop_size, experiment.eval_crop_size):
-        assert len(crop) == 2
+
+@pytest.mark.parametrize("parsed", COMPLETE, indirect=True)
+def test_config(parsed, monkeypatch, tmp_path):
+    name = parsed
+    config = _model_config(monkeypatch)
+    info = config.dataset
+    assert info.name == pathlib.PurePath(name).parent.name
+    if "_os" in name:
+        assert config.output_stride == int(name[name.rindex("_os") + 3:-len(".gin")])
+    for crop in (config.crop_size, _eval_crop(config)):
         for size in crop:
-            assert size > 1 and (size - 1) % output_stride == 0, (
-                f"{config}: crop {crop} is not k * {output_stride} + 1")
-    max_h, max_w = MAX_IMAGE_SIZE[name]
-    eval_h, eval_w = experiment.eval_crop_size
+            assert (size - 1) % config.output_stride == 0, (
+                f"{name}: crop {crop} is not k * {config.output_stride} + 1")
+    max_h, max_w = MAX_IMAGE_SIZE[info.name]
+    eval_h, eval_w = _eval_crop(config)
     assert eval_h >= max_h and eval_w >= max_w, (
-        f"{config}: eval crop {experiment.eval_crop_size} is smaller than {name}'s "
-        f"largest image {MAX_IMAGE_SIZE[name]}")
+        f"{name}: eval crop {_eval_crop(config)} is smaller than the largest image")
 
-    for pattern, split in zip((experiment.train_file_pattern,
-                               experiment.eval_file_pattern), SPLITS[name]):
-        shard = f"data/{name}/" + writer.shard_name(split, 3, 10)
-        assert fnmatch.fnmatch(shard, pattern), f"{config}: {pattern} misses {shard}"
+    trainer, evaluator = Trainer(str(tmp_path)), Evaluator()
+    for pattern, split in zip((trainer.train_file_pattern, evaluator.file_pattern),
+                              SPLITS[info.name]):
+        shard = f"data/{info.name}/" + writer.shard_name(split, 3, 10)
+        assert fnmatch.fnmatch(shard, pattern), f"{name}: {pattern} misses {shard}"
 
-    assert _query("build_predictor.stuff_area_limit") in (
-        None, experiment.info.stuff_area_limit)
-    assert tuple(_query("build_predictor.scales", (1.0,))) == (1.0,)
-    assert not _query("build_predictor.flip", False)
-    # The optimizer and the loss accept their bindings.
-    build_optimizer(num_steps=experiment.loop_options.num_steps)
-    PanopticDeepLabLoss(ignore_label=experiment.info.ignore_label)
+    expected = {**RECIPES[info.name], **RECIPE_CHANGES.get(name, {})}
+    assert {binding: _value(binding) for binding in expected} == expected
+    assert config.postprocess == POSTPROCESS[info.name]
+    assert config.postprocess["stuff_area_limit"] == info.stuff_area_limit
+    assert tuple(_value("build_predictor.scales")) == (1.0,)
+    assert _value("build_predictor.flip") is False
+
+    # What the trainer builds accepts the bindings.
+    family = get_meta_architecture(config.meta_architecture)
+    family.training_targets(config)
+    family.training_loss(config)
+    TrainingInput()
+    build_optimizer(num_steps=trainer.num_steps)
 
 
-def _builder_default(name, bindings):
-    default = inspect.signature(builder.build_model).parameters[name].default
-    if default is None and name.endswith("_low_level_channels"):
-        variant = bindings.get("decoder_variant", "panoptic_deeplab")
-        default = decoders.VARIANTS[variant][name]
-    return default
+@pytest.mark.parametrize("config_file", [
+    c for c in COMPLETE
+    if "include" in (pathlib.Path(CONFIGS_DIR) / c).read_text()])
+@pytest.mark.parametrize("as_path", [False, True], ids=["name", "path"])
+def test_includes_resolve_from_any_directory(config_file, as_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    gin.clear_config()
+    try:
+        parse_gin([os.path.join(CONFIGS_DIR, config_file) if as_path else config_file], [])
+        dataset = _value("build_model.dataset")  # bound by the included base.gin
+    finally:
+        gin.clear_config()
+    assert dataset == pathlib.PurePath(config_file).parent.name
 
 
 @pytest.mark.parametrize("parsed", sorted(PAPER_ROWS), indirect=True)
-def test_config_paper_row(parsed):
-    """The config binds exactly the builder arguments of its paper row."""
-    config = parsed
-    row = _paper_row(PAPER_ROWS[config])
-    bindings = {k: _resolve(v) for k, v in gin.get_bindings("build_model").items()}
-    assert bindings.pop("backbone") == row.backbone
-    assert bindings.pop("output_stride") == 16  # every row of the tables
-    backbone_kwargs = bindings.pop("backbone_kwargs", None) or {}
-    assert set(backbone_kwargs) <= TRAINING_ONLY_BACKBONE_KWARGS, config
-    for name in ("num_classes", "dataset", "crop_size"):
-        assert name not in bindings, f"{config}: {name} comes from the Experiment"
-    for name, value in bindings.items():
-        expected = row.options.get(name, _builder_default(name, bindings))
-        assert value == expected, f"{config}: build_model.{name} = {value!r}, row: {expected!r}"
-    for name, value in row.options.items():
-        assert bindings.get(name, _builder_default(name, bindings)) == value, config
+def test_config_paper_row(parsed, monkeypatch):
+    """The config's architecture is exactly its paper row's."""
+    config = _model_config(monkeypatch)
+    row = _paper_row(PAPER_ROWS[parsed])
+    assert config.output_stride == 16  # every row of the tables
+    architecture = dict(config.architecture)
+    assert set(architecture.pop("backbone_kwargs")) <= TRAINING_ONLY_BACKBONE_KWARGS
+    expected = dict(make_config(
+        config.meta_architecture, config.dataset, output_stride=16,
+        crop_size=config.crop_size, pixel_mean=config.pixel_mean,
+        pixel_std=config.pixel_std, architecture=dict(row.options, backbone=row.backbone),
+        postprocess={}).architecture)
+    assert expected.pop("backbone_kwargs") == {}
+    assert architecture == expected
 
 
-@pytest.mark.parametrize("parsed", COUNTED, indirect=True)
-def test_config_model_counts(parsed, tmp_path):
-    """Counts the model Experiment.build_model builds, without allocating weights."""
-    config = parsed
-    experiment = Experiment(str(tmp_path))
-    backbone_kwargs = dict(_query("build_model.backbone_kwargs") or {})
-    if backbone_kwargs.pop("weights", None) is not None:  # no download to count
-        with gin.unlock_config():
-            gin.bind_parameter("build_model.backbone_kwargs", backbone_kwargs)
-    result = profile.profile_model(experiment.eval_crop_size,
-                                   dataset=experiment.dataset_name,
-                                   crop_size=experiment.train_crop_size)
-    assert result["params"] > 0 and result["madds"] > 0
-    if config not in PAPER_ROWS:
+@pytest.mark.parametrize("parsed", [
+    c if c in REPRESENTATIVE else pytest.param(c, marks=pytest.mark.slow)
+    for c in COMPLETE], indirect=True)
+def test_config_model_counts(parsed, monkeypatch):
+    """Counts the model the config builds, at its evaluation crop, without
+    allocating weights."""
+    config = _model_config(monkeypatch)
+    eval_crop = _eval_crop(config)
+    result = profile.profile_model(eval_crop, meta_architecture=config.meta_architecture,
+                                   dataset=config.dataset,
+                                   output_stride=config.output_stride,
+                                   crop_size=config.crop_size, **config.architecture)
+    assert (result["params"], result["madds"]) == COUNTS[parsed]
+    if parsed not in PAPER_ROWS:
         return
-    row = _paper_row(PAPER_ROWS[config])
+    row = _paper_row(PAPER_ROWS[parsed])
     params_m, madds_b = result["params"] / 1e6, result["madds"] / 1e9
-    figures = (f"{config}: ours {params_m:.2f} M / {madds_b:.2f} G vs paper {row.paper} "
+    figures = (f"{parsed}: ours {params_m:.2f} M / {madds_b:.2f} G vs paper {row.paper} "
                f"Table {row.table} '{row.label}' {row.params_m} M / {row.madds_b} G")
     if row.params_m is not None:
         assert abs(params_m / row.params_m - 1) <= PAPER_TABLES.PARAMS_TOLERANCE, figures
     (row_size, _) = row.data
-    if tuple(row_size) == experiment.eval_crop_size:
+    if tuple(row_size) == tuple(eval_crop):
         assert abs(madds_b / row.madds_b - 1) <= PAPER_TABLES.MADDS_TOLERANCE, figures

@@ -151,6 +151,61 @@ def test_synthetic_scenes_round_trip(tmp_path):
             assert raw_bytes(raw, "image/format") == b"png"
 
 
+def _greedy_counts(sizes, target):
+    """Records per shard when a shard takes records in order until they total `target`."""
+    counts, total = [], 0
+    for size in sizes:
+        if not counts or total >= target:
+            counts.append(0)
+            total = 0
+        counts[-1] += 1
+        total += size
+    return counts
+
+
+def _train_shards(directory):
+    return sorted(n for n in os.listdir(directory) if n.startswith("train-0"))
+
+
+def test_synthetic_shards_by_bytes_and_reruns_replace_stale_shards(tmp_path):
+    target = 10_000  # a 48x64 scene serializes to about 6.5 kB
+    ids = [f"train_{i:06d}".encode() for i in range(8)]
+    train, _ = convert_synthetic(str(tmp_path), num_train=8, num_val=1, seed=5,
+                                 num_workers=2, height=48, width=64, shard_bytes=target)
+    val_files = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)
+                 if n.startswith("val-")}
+    shards = [_records(tmp_path / name) for name in train["shards"]]
+    expected = _greedy_counts([len(r) for shard in shards for r in shard], target)
+    n = len(expected)
+    assert 1 < n < 8  # several shards, some holding more than one scene
+    assert [len(shard) for shard in shards] == expected
+    assert train["shards"] == _train_shards(tmp_path) == [
+        f"train-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
+    for name, shard in zip(train["shards"][:-1], shards):
+        assert sum(map(len, shard)) >= target
+        assert os.path.getsize(tmp_path / name) >= target
+    assert [e[common.IMAGE_ID] for e in read_split(tmp_path, "train")[0]] == ids
+    assert json.loads((tmp_path / "train-summary.json").read_text()) == train
+    assert (train["num_shards"], train["shard_bytes"]) == (n, target)
+    assert train["num_images"] == 8
+    assert train["num_bytes"] == sum(os.path.getsize(tmp_path / s) for s in train["shards"])
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]
+
+    train, = convert_synthetic(str(tmp_path), num_train=8, num_val=0, seed=5,
+                               num_workers=2, height=48, width=64, num_shards=3)
+    assert train["num_shards"] == 3 and "shard_bytes" not in train
+    assert train["shards"] == _train_shards(tmp_path) == [
+        f"train-{i:05d}-of-00003.tfrecord" for i in range(3)]
+    assert [len(_records(tmp_path / name)) for name in train["shards"]] == [3, 3, 2]
+    assert [e[common.IMAGE_ID] for e in read_split(tmp_path, "train")[0]] == ids
+
+    train, = convert_synthetic(str(tmp_path), num_train=8, num_val=0, seed=5,
+                               num_workers=1, height=48, width=64)
+    assert train["shards"] == _train_shards(tmp_path) == ["train-00000-of-00001.tfrecord"]
+    assert train["shard_bytes"] == writer.DEFAULT_SHARD_BYTES == 150 * 10**6
+    assert {n: (tmp_path / n).read_bytes() for n in val_files} == val_files
+
+
 # ---------------------------------------------------------------- the writer
 
 
@@ -189,12 +244,33 @@ def test_writer_shards_in_order_and_summarizes(tmp_path, capsys):
     assert _records(tmp_path / "val-00000-of-00002.tfrecord") == [b"a", b"b", b"c"]
     assert _records(tmp_path / "val-00001-of-00002.tfrecord") == [b"d", b"e"]
     assert json.loads((tmp_path / "val-summary.json").read_text()) == summary
+    assert "shard_bytes" not in summary
     num_bytes = sum(os.path.getsize(tmp_path / s) for s in summary["shards"])
     assert summary["num_bytes"] == num_bytes and summary["dataset"] == "toy"
     assert (summary["num_images"], summary["num_segments"], summary["raw_label_bytes"]) == (
         5, 10, 2000)
     assert capsys.readouterr().out == (f"wrote 5 images, 10 segments, {num_bytes} B in 2 "
                                        f"shards to {tmp_path}/val-*.tfrecord\n")
+
+
+def test_writer_starts_a_shard_once_the_current_one_reaches_shard_bytes(tmp_path):
+    summary = write_split(["ab", "c", "d", "efgh", "i"], _toy_convert, str(tmp_path), "val",
+                          "toy", num_workers=2, shard_bytes=3)
+    assert summary["shards"] == [f"val-{i:05d}-of-00003.tfrecord" for i in range(3)]
+    assert [_records(tmp_path / name) for name in summary["shards"]] == [
+        [b"ab", b"c"], [b"d", b"efgh"], [b"i"]]
+    assert (summary["num_shards"], summary["shard_bytes"]) == (3, 3)
+
+
+@pytest.mark.parametrize("sharding, message", [
+    ({"num_shards": 2, "shard_bytes": 100}, "alternatives; pass at most one"),
+    ({"num_shards": 0}, "num_shards must be >= 1"),
+    ({"shard_bytes": 0}, "shard_bytes must be >= 1"),
+])
+def test_writer_rejects_bad_sharding(tmp_path, sharding, message):
+    with pytest.raises(ValueError, match=message):
+        write_split(list("ab"), _toy_convert, str(tmp_path), "val", "toy", **sharding)
+    assert not os.listdir(tmp_path)
 
 
 def test_writer_caps_shards_and_replaces_only_its_split(tmp_path, previous_outputs):
@@ -210,16 +286,17 @@ def test_writer_caps_shards_and_replaces_only_its_split(tmp_path, previous_outpu
         assert (tmp_path / name).read_bytes() == previous_outputs[name]
 
 
-@pytest.mark.parametrize("items, num_workers, error", [
-    (["a", "b", "c", "bad", "e"], 1, ConversionError),
-    (["a", "b", "c", "bad", "e"], 2, ConversionError),
-    (["a", "b", "interrupt", "d"], 1, KeyboardInterrupt),
-], ids=["error-inline", "error-pool", "interrupt-inline"])
+@pytest.mark.parametrize("items, num_workers, sharding, error", [
+    (["a", "b", "c", "bad", "e"], 1, {"num_shards": 5}, ConversionError),
+    (["a", "b", "c", "bad", "e"], 2, {"num_shards": 5}, ConversionError),
+    (["a", "b", "c", "bad", "e"], 2, {"shard_bytes": 1}, ConversionError),
+    (["a", "b", "interrupt", "d"], 1, {"num_shards": 4}, KeyboardInterrupt),
+], ids=["error-inline", "error-pool", "error-pool-by-bytes", "interrupt-inline"])
 def test_failure_mid_run_leaves_previous_outputs_only(tmp_path, previous_outputs, items,
-                                                      num_workers, error):
+                                                      num_workers, sharding, error):
     with pytest.raises(error):
         write_split(items, _toy_convert, str(tmp_path), "val", "toy",
-                    num_shards=len(items), num_workers=num_workers)
+                    num_workers=num_workers, **sharding)
     assert _snapshot(tmp_path) == previous_outputs
 
 
@@ -450,10 +527,13 @@ def test_scripts_convert_and_exit_1_with_the_message_on_bad_input(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
     ok = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts/convert_synthetic.py"),
-         f"--output_dir={tmp_path}", "--num_train=1", "--num_val=1", "--seed=3",
-         "--num_workers=1"], capture_output=True, text=True, env=env, timeout=120)
+         f"--output_dir={tmp_path}", "--num_train=3", "--num_val=1", "--seed=3",
+         "--num_workers=1", "--shard_bytes=1"],
+        capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert "wrote 1 images" in ok.stdout and f"{tmp_path}/val-*.tfrecord" in ok.stdout
+    assert "wrote 3 images" in ok.stdout and f"{tmp_path}/val-*.tfrecord" in ok.stdout
+    summary = json.loads((tmp_path / "train-summary.json").read_text())
+    assert (summary["num_shards"], summary["shard_bytes"]) == (3, 1)
     bad = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts/convert_coco.py"),
          f"--panoptic_json={tmp_path}/nope.json", f"--panoptic_dir={tmp_path}",
@@ -462,3 +542,20 @@ def test_scripts_convert_and_exit_1_with_the_message_on_bad_input(tmp_path):
     assert bad.returncode == 1
     assert f"cannot read panoptic JSON {tmp_path}/nope.json" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("script, args", [
+    ("convert_cityscapes.py", ["--cityscapes_root=src", "--split=val"]),
+    ("convert_coco.py", ["--panoptic_json=p.json", "--panoptic_dir=p", "--image_dir=i"]),
+    ("convert_synthetic.py", []),
+])
+def test_scripts_reject_num_shards_with_shard_bytes(tmp_path, script, args):
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / script), *args,
+         f"--output_dir={tmp_path}/out", "--num_shards=2", "--shard_bytes=1000"],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
+        timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --num_shards and --shard_bytes are alternatives; pass at most one"]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -57,3 +57,59 @@ def test_a_wrong_class_lowers_pq():
     result = evaluate_dataset(lambda batch: prediction, [batch], INFO, compute_ap=False)
     assert result["Stuff"]["pq"] < 0.7 and result["per_class"][0]["pq"] == 0.0
     assert "AP" not in result
+
+
+def _noisy_prediction(index):
+    """A scene and a prediction with wrong classes and split instances."""
+    batch, prediction = _batch_and_perfect_prediction(index)
+    panoptic = prediction[common.PANOPTIC][0]
+    rng = np.random.default_rng(index)
+    flip = rng.random(panoptic.shape) < 0.05
+    panoptic[flip] = 2 * INFO.label_divisor
+    panoptic[:, ::7] = np.where(panoptic[:, ::7] % INFO.label_divisor > 0,
+                                panoptic[:, ::7] + 50, panoptic[:, ::7])
+    things = sorted({int(i) for i in np.unique(panoptic)
+                     if i // INFO.label_divisor in INFO.thing_ids and i % INFO.label_divisor})
+    ids = np.full((1, 32), INFO.ignore_panoptic_id)
+    ids[0, :len(things)] = things
+    prediction[common.INSTANCE_PANOPTIC_IDS] = ids
+    prediction[common.INSTANCE_SCORES] = rng.random((1, 32))
+    return batch, prediction
+
+
+def test_split_metrics_merged_from_workers_in_any_order_equal_one_pass():
+    """Images scored on two 'workers' in a shuffled order, merged through their
+    JSON payloads, give exactly the numbers of one in-order pass."""
+    from deeplab2.evaluation.dataset_evaluation import SplitMetrics, score_batch
+
+    pairs = [_noisy_prediction(i) for i in range(6)]
+    reference = SplitMetrics(INFO)
+    for index, (batch, prediction) in enumerate(pairs):
+        list(score_batch(reference, batch, prediction, first_index=index))
+    workers = [SplitMetrics(INFO), SplitMetrics(INFO)]
+    for index in (4, 1, 5, 0, 3, 2):
+        batch, prediction = pairs[index]
+        list(score_batch(workers[index % 2], batch, prediction, first_index=index))
+    merged = SplitMetrics(INFO)
+    for worker in workers:
+        merged.merge_payload(worker.payload())
+    expected, actual = reference.result(), merged.result()
+    assert 0 < expected["All"]["pq"] < 1 and 0 < expected["AP"] < 1
+    assert actual == expected
+    with pytest.raises(ValueError, match="image 1 was scored by two workers"):
+        merged.merge_payload(workers[1].payload())
+    with pytest.raises(ValueError, match=r"image 0 \(again\) was scored twice"):
+        batch, prediction = pairs[0]
+        reference.score(0, "again", batch[common.PANOPTIC_LABEL][0],
+                        prediction[common.PANOPTIC][0])
+
+
+def test_fillers_of_a_padded_batch_are_not_scored():
+    batch, prediction = _batch_and_perfect_prediction(0)
+    filler, filler_prediction = _batch_and_perfect_prediction(1)
+    stacked = {k: np.concatenate([batch[k], filler[k]]) for k in batch}
+    stacked[common.IMAGE_INDEX] = np.array([0, -1])
+    predictions = {k: np.concatenate([prediction[k], filler_prediction[k]])
+                   for k in prediction}
+    result = evaluate_dataset(lambda b: predictions, [stacked], INFO)
+    assert result["num_images"] == 1 and result["All"]["pq"] == pytest.approx(1.0)

@@ -1,33 +1,39 @@
-"""Export: a tiny random-weight checkpoint through export_model.py, reloaded in a fresh process."""
+"""Export: a tiny random-weight model directory through export_model.py, reloaded in a
+fresh process with both SavedModel loaders (TF2's and TF Serving's graph-mode one)."""
 import json
 import os
 import pathlib
 import subprocess
 import sys
 
-import gin
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from deeplab2 import common
-from deeplab2.export import restore_predictor
-from deeplab2.export.saved_model import INSTANCE_KEYS, MAP_KEYS, PAD_VALUE, padded_size
-from deeplab2.inference import build_predictor
-from deeplab2.training.experiment import Experiment
-from deeplab2.training.config import parse_gin
+from deeplab2.export import export_saved_model, serving_function
+from deeplab2.export.saved_model import INSTANCE_KEYS, MAP_KEYS
+from deeplab2.inference import Predictor
+from deeplab2.model import build_model, get_meta_architecture, model_dir
+from deeplab2.utils.graph_dtypes import ops_producing
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
-TINY_GIN = PROJECT_ROOT / "tests" / "training" / "tiny.gin"
-# Test-time augmentation with a non-unit scale and flips exercises the dynamic sizes;
-# threshold 0 gives the weak heatmap of random weights centers.
-BINDINGS = ["build_predictor.scales = (0.75, 1.0)", "build_predictor.flip = True",
-            "build_predictor.nms_kernel = 3", "build_predictor.center_threshold = 0.0"]
+SLIM = dict(semantic_aspp_channels=16, semantic_decoder_channels=16,
+            semantic_low_level_channels=(8, 8), semantic_head_channels=16,
+            instance_aspp_channels=16, instance_decoder_channels=8,
+            instance_low_level_channels=(8, 8), instance_head_channels=8)
+# Threshold 0 gives the weak heatmap of random weights centers.
+POSTPROCESS = {"nms_kernel": 3, "center_threshold": 0.0}
+# Test-time augmentation with a non-unit scale and flips exercises the dynamic sizes.
+SCALES, FLIP = (0.75, 1.0), True
 SIZES = ((65, 97), (70, 45))  # the second is not of the k * 32 + 1 form
 BAD_INPUTS = {"float": ((9, 9, 3), np.float32), "rank2": ((9, 9), np.uint8),
               "channels4": ((9, 9, 4), np.uint8)}
 
-# Runs in a fresh process: loads the SavedModel, predicts and probes bad inputs.
+# Runs in a fresh process: loads the SavedModel with tf.saved_model.load and with
+# TF1's graph-mode loader in a Session (what TF Serving and `saved_model_cli run`
+# use), predicts and probes bad inputs.
 _RUN_EXPORTED = """
 import json, sys
 import numpy as np
@@ -40,11 +46,19 @@ outputs = {}
 for name in images.files:
     for key, value in loaded.serve(images[name]).items():
         outputs[f"{name}/{key}"] = value.numpy()
-# The signature (as served by TF Serving) runs the same graph.
 signature = loaded.signatures["serving_default"]
 last = images.files[-1]
 for key, value in signature(image=tf.constant(images[last])).items():
     assert np.array_equal(value.numpy(), outputs[f"{last}/{key}"]), key
+graph = tf.Graph()
+with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
+    definition = meta.signature_def["serving_default"]
+    fetches = {k: v.name for k, v in definition.outputs.items()}
+    for name in images.files:
+        served = session.run(fetches, {definition.inputs["image"].name: images[name]})
+        for key, value in served.items():
+            outputs[f"{name}/graph_mode/{key}"] = value
 np.savez(out_path, **outputs)
 errors = {}
 for name, (shape, dtype) in json.loads(bad_inputs).items():
@@ -63,9 +77,15 @@ print(json.dumps(errors))
 def _run(command):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT,
-                            timeout=300, env=env)
+                            timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def _tiny_model():
+    keras.utils.set_random_seed(0)
+    return build_model(dataset="synthetic", backbone="mobilenet_v3_small", crop_size=(65, 97),
+                       postprocess=POSTPROCESS, **SLIM)
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +93,15 @@ def exported(tmp_path_factory):
     """(in-process predictor, test images, outputs of the reloaded SavedModel,
     errors of its entry points on bad inputs)."""
     tmp_path = tmp_path_factory.mktemp("export")
-    parse_gin([str(TINY_GIN)], BINDINGS)
-    try:
-        experiment = Experiment(str(tmp_path))
-        experiment.setup_runtime()  # seeds the random weights
-        model = experiment.build_model()
-        predictor = build_predictor(model, experiment.info)
-    finally:
-        gin.clear_config()
-    checkpoint = tf.train.Checkpoint(model=model, step=tf.Variable(7, dtype=tf.int64))
-    tf.train.CheckpointManager(checkpoint, str(tmp_path / "model"), max_to_keep=1).save()
+    model = _tiny_model()
+    directory = tmp_path / "model"
+    model_dir.write_model_config(str(directory), model.model_config)
+    tf.train.Checkpoint(model=model, step=tf.Variable(7, dtype=tf.int64)).save(
+        str(directory / "ckpt"))
     export_dir = tmp_path / "saved_model"
-    command = [sys.executable, "scripts/export_model.py", f"--gin_config={TINY_GIN}",
-               f"--checkpoint={tmp_path / 'model'}", f"--output_dir={export_dir}"]
-    _run(command + [f"--gin_bindings={b}" for b in BINDINGS])
+    stdout = _run([sys.executable, "scripts/export_model.py", f"--model_dir={directory}",
+                   f"--output_dir={export_dir}", "--scales=0.75,1.0", "--flip"])
+    assert "(step 7)" in stdout
     rng = np.random.default_rng(0)
     images = {f"{h}x{w}": rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES}
     np.savez(tmp_path / "images.npz", **images)
@@ -94,26 +109,31 @@ def exported(tmp_path_factory):
     stdout = _run([sys.executable, "-c", _RUN_EXPORTED, str(export_dir),
                    str(tmp_path / "images.npz"), str(tmp_path / "out.npz"), json.dumps(bad)])
     outputs = np.load(tmp_path / "out.npz")
+    predictor = Predictor(model, scales=SCALES, flip=FLIP)
     return predictor, images, outputs, json.loads(stdout.strip().splitlines()[-1])
 
 
 def _reference(predictor, image):
     """Predictor on the image padded to k * stride + 1 with 127.5, cropped back."""
     height, width, _ = image.shape
-    stride = predictor.output_stride
-    padded = np.pad(image.astype(np.float32),
-                    [(0, padded_size(height, stride) - height),
-                     (0, padded_size(width, stride) - width), (0, 0)],
-                    constant_values=PAD_VALUE)
-    predictions = predictor(tf.constant(padded[None]))
+    stride = predictor.config.output_stride
+    padded_h, padded_w = (-(-(s - 1) // stride) * stride + 1 for s in (height, width))
+    padded = np.pad(image.astype(np.float32), [(0, padded_h - height),
+                                               (0, padded_w - width), (0, 0)],
+                    constant_values=127.5)
+    predictions = tf.function(predictor)(tf.constant(padded[None]),
+                                         tf.constant([[height, width]]))
     result = {key: predictions[key][0, :height, :width].numpy() for key in MAP_KEYS}
     result.update({key: predictions[key][0].numpy() for key in INSTANCE_KEYS})
     return result
 
 
-def test_padded_size_is_the_next_crop_size():
-    assert [padded_size(s, 32) for s in (1, 33, 34, 65, 70)] == [33, 33, 65, 65, 97]
-    assert int(padded_size(tf.constant(70), 32)) == 97
+def test_padded_size_is_the_next_size_the_model_takes():
+    config = _tiny_model().model_config
+    family = get_meta_architecture(config.meta_architecture)
+    assert [family.padded_size(s, config) for s in (1, 33, 34, 65, 70)] == [33, 33, 65, 65,
+                                                                            97]
+    assert int(family.padded_size(tf.constant(70), config)) == 97
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -129,6 +149,15 @@ def test_reloaded_model_equals_the_in_process_pipeline(exported, size):
                                expected[common.INSTANCE_SCORES], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_the_graph_mode_loader_of_tf_serving_gives_the_same_outputs(exported, size):
+    _, _, outputs, _ = exported
+    name = f"{size[0]}x{size[1]}"
+    for key in MAP_KEYS + INSTANCE_KEYS:
+        np.testing.assert_array_equal(outputs[f"{name}/graph_mode/{key}"],
+                                      outputs[f"{name}/{key}"], err_msg=key)
+
+
 def test_bad_inputs_get_clear_errors(exported):
     errors = exported[3]
     # The restored function names the expected input; the signature checks at run time.
@@ -142,8 +171,26 @@ def test_bad_inputs_get_clear_errors(exported):
                 f"[?,?,3]") in errors[f"{name}/signature"], errors[f"{name}/signature"]
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="No checkpoint in"):
-        restore_predictor(str(tmp_path))
-    with pytest.raises(ValueError, match="No checkpoint .*expected .*index"):
-        restore_predictor(str(tmp_path / "ckpt-3"))
+def test_the_serving_function_has_no_float64_or_string_tensor():
+    predictor = Predictor(_tiny_model(), scales=SCALES, flip=FLIP)
+    concrete = serving_function(predictor).get_concrete_function()
+    assert ops_producing(concrete, [tf.float32])  # the scan sees the computation
+    assert ops_producing(concrete, [tf.float64, tf.string]) == []
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    predictor = Predictor(_tiny_model())
+    target = tmp_path / "exported"
+    target.mkdir()
+    (target / "previous.txt").write_text("an earlier export")
+
+    def fail(self, path, *args, **kwargs):
+        os.makedirs(path)
+        (pathlib.Path(path) / "saved_model.pb").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(predictor, str(target))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
+    assert sorted(p.name for p in target.iterdir()) == ["previous.txt"]

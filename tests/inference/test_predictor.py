@@ -5,18 +5,31 @@ import tensorflow as tf
 import keras
 
 from deeplab2 import common
+from deeplab2.common import SEMANTIC_PROBABILITIES
 from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.inference import Predictor
-from deeplab2.inference.predictor import SEMANTIC_PROBABILITIES, scaled_size
+from deeplab2.model.meta import get_meta_architecture, make_config
 
 INFO = get_dataset_info("synthetic")
+FAMILY = get_meta_architecture("panoptic_deeplab")
+
+
+def _config(output_stride=32, **postprocess):
+    return make_config("panoptic_deeplab", INFO, output_stride=output_stride, crop_size=None,
+                       pixel_mean=127.5, pixel_std=127.5, architecture={},
+                       postprocess=postprocess)
+
+
+def scaled_size(size, scale, output_stride):
+    return FAMILY.scaled_size(size, scale, _config(output_stride))
 
 
 class PixelModel(keras.Model):
     """Per-pixel outputs: logits and heatmap from the pixel's color, offset constant."""
 
-    def __init__(self, offset=(3.0, 5.0)):
+    def __init__(self, offset=(3.0, 5.0), output_stride=32, **postprocess):
         super().__init__()
+        self.model_config = _config(output_stride, **postprocess)
         self.offset = tf.constant(offset, tf.float32)
         self.mix = tf.constant(np.random.default_rng(0).normal(
             size=(3, INFO.num_classes)).astype(np.float32))
@@ -39,7 +52,7 @@ def _images(height=33, width=49, seed=0):
 def test_scale_one_without_flip_equals_plain_inference():
     model = PixelModel()
     images = _images()
-    raw = Predictor(model, INFO, scales=(1.0,), flip=False).raw_predictions(images)
+    raw = Predictor(model, scales=(1.0,), flip=False).raw_predictions(images)
     outputs = model(images)
     np.testing.assert_array_equal(raw[SEMANTIC_PROBABILITIES],
                                   tf.nn.softmax(outputs[common.SEMANTIC_LOGITS]))
@@ -48,10 +61,10 @@ def test_scale_one_without_flip_equals_plain_inference():
 
 
 def test_flip_negates_the_x_offset_of_the_flipped_pass():
-    raw = Predictor(PixelModel((3.0, 5.0)), INFO, flip=True).raw_predictions(_images())
+    raw = Predictor(PixelModel((3.0, 5.0)), flip=True).raw_predictions(_images())
     # A per-pixel model is flip-equivariant: probabilities and heatmap are unchanged,
     # and the constant offset (3, 5) averages with (3, -5).
-    plain = Predictor(PixelModel((3.0, 5.0)), INFO).raw_predictions(_images())
+    plain = Predictor(PixelModel((3.0, 5.0))).raw_predictions(_images())
     np.testing.assert_allclose(raw[SEMANTIC_PROBABILITIES], plain[SEMANTIC_PROBABILITIES],
                                atol=1e-6)
     np.testing.assert_allclose(raw[common.OFFSET][..., 0], 3.0, atol=1e-6)
@@ -60,7 +73,7 @@ def test_flip_negates_the_x_offset_of_the_flipped_pass():
 
 def test_scales_rescale_offsets_to_input_pixels():
     height, width = 33, 49
-    raw = Predictor(PixelModel((2.0, 2.0)), INFO, output_stride=16,
+    raw = Predictor(PixelModel((2.0, 2.0), output_stride=16),
                     scales=(1.0, 0.5)).raw_predictions(_images(height, width))
     small = (scaled_size(height, 0.5, 16), scaled_size(width, 0.5, 16))
     assert small == (17, 33)
@@ -92,8 +105,8 @@ def test_scaled_pass_feeds_what_training_at_that_scale_sees(scale):
     padded = np.full((2, 33, 49, 3), augment.IMAGE_PAD_VALUE, np.float32)
     for i, image in enumerate(unpadded):
         padded[i, :image.shape[0], :image.shape[1]] = image
-    model = InputRecorder()
-    Predictor(model, INFO, output_stride=16, scales=(scale,)).raw_predictions(
+    model = InputRecorder(output_stride=16)
+    Predictor(model, scales=(scale,)).raw_predictions(
         tf.constant(padded), image_sizes=tf.constant(sizes))
     crop = (scaled_size(33, scale, 16), scaled_size(49, scale, 16))
     for i, image in enumerate(unpadded):
@@ -110,16 +123,35 @@ def test_scaled_size_keeps_the_k_stride_plus_one_form():
 
 
 def test_call_returns_panoptic_predictions_with_scores():
-    predictions = Predictor(PixelModel(), INFO, keep_k_centers=5)(_images())
+    predictor = Predictor(PixelModel(keep_k_centers=5))
+    predictions = predictor(_images())
     assert predictions[common.PANOPTIC].shape == (2, 33, 49)
     assert predictions[common.INSTANCE_SCORES].shape == (2, 5)
+    # The family's visual outputs come along; the probabilities do not.
+    assert common.CENTER_HEATMAP in predictions and SEMANTIC_PROBABILITIES not in predictions
     semantic = predictions[common.SEMANTIC].numpy()
     np.testing.assert_array_equal(
-        semantic, np.argmax(predictions[SEMANTIC_PROBABILITIES].numpy(), axis=-1))
+        semantic, np.argmax(predictor.raw_predictions(_images())[SEMANTIC_PROBABILITIES],
+                            axis=-1))
+
+
+def test_postprocess_overrides_are_validated_by_the_family():
+    predictor = Predictor(PixelModel(), postprocess={"nms_kernel": 3})
+    assert predictor.config.postprocess["nms_kernel"] == 3
+    assert predictor.model.model_config.postprocess["nms_kernel"] == 7
+    with pytest.raises(ValueError, match="nms_kernel must be a positive odd integer"):
+        Predictor(PixelModel(), postprocess={"nms_kernel": 4})
+    with pytest.raises(ValueError, match=r"unknown panoptic_deeplab postprocess option"):
+        Predictor(PixelModel(), postprocess={"kernel": 3})
+
+
+def test_a_model_without_config_is_refused():
+    with pytest.raises(ValueError, match="has no model_config"):
+        Predictor(keras.Sequential([keras.layers.Conv2D(3, 1)]))
 
 
 def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError, match="at least one scale"):
-        Predictor(PixelModel(), INFO, scales=())
+        Predictor(PixelModel(), scales=())
     with pytest.raises(ValueError, match=r"\[batch, height, width, 3\]"):
-        Predictor(PixelModel(), INFO).raw_predictions(tf.zeros((4, 4, 3)))
+        Predictor(PixelModel()).raw_predictions(tf.zeros((4, 4, 3)))

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab2 import common
-from deeplab2.losses import (CenterHeatmapMSE, OffsetL1, PanopticDeepLabLoss,
-                             WeightedBootstrappedCrossEntropy, weighted_top_k_mean)
+from deeplab2.losses import (CenterHeatmapMSE, OffsetL1, WeightedBootstrappedCrossEntropy,
+                             weighted_top_k_mean)
 
 LN2, LN3, LN4 = math.log(2), math.log(3), math.log(4)
 
@@ -71,40 +70,3 @@ def test_offset_l1_averages_channels_and_handles_zero_instances():
 def test_weighted_top_k_mean_rejects_bad_percent():
     with pytest.raises(ValueError, match="top_k_percent"):
         weighted_top_k_mean(tf.ones([1, 4]), 0.0)
-
-
-def _targets_and_outputs():
-    targets = {
-        common.SEMANTIC_TARGET: tf.constant(LABELS),
-        common.SEMANTIC_WEIGHTS: tf.constant(WEIGHTS, tf.float32),
-        common.CENTER_HEATMAP_TARGET: tf.constant([[[1.0, 0, 0, 0, 0]]]),
-        common.CENTER_WEIGHTS: tf.ones([1, 1, 5]),
-        common.OFFSET_TARGET: tf.zeros([1, 1, 5, 2]),
-        common.OFFSET_WEIGHTS: tf.constant([[[1.0, 1, 0, 0, 0]]]),
-    }
-    outputs = {
-        common.SEMANTIC_LOGITS: tf.constant(LOGITS, tf.float32),
-        common.CENTER_HEATMAP: tf.constant([[[[0.5], [0], [0], [0], [0]]]]),
-        common.OFFSET: tf.constant([[[[2.0, 0.0], [0.0, -6.0], [9, 9], [9, 9], [9, 9]]]]),
-    }
-    return targets, outputs
-
-
-def test_total_loss_uses_weights_1_200_001():
-    targets, outputs = _targets_and_outputs()
-    losses = PanopticDeepLabLoss(ignore_label=255, top_k_percent=1.0)(targets, outputs)
-    semantic, center, offset = sum(PIXEL) / 4, 0.25, (1.0 + 3.0) / 2
-    np.testing.assert_allclose(losses["semantic_loss"].numpy(), [semantic], rtol=1e-6)
-    np.testing.assert_allclose(losses["center_loss"].numpy(), [center], rtol=1e-6)
-    np.testing.assert_allclose(losses["offset_loss"].numpy(), [offset], rtol=1e-6)
-    np.testing.assert_allclose(losses["total_loss"].numpy(),
-                               [semantic + 200 * center + 0.01 * offset], rtol=1e-6)
-    semantic_only = PanopticDeepLabLoss(ignore_label=255, top_k_percent=1.0,
-                                        semantic_only=True)(targets, outputs)
-    assert set(semantic_only) == {"semantic_loss", "total_loss"}
-
-
-def test_reduce_divides_by_the_global_batch():
-    per_image = tf.constant([1.0, 3.0])
-    assert PanopticDeepLabLoss.reduce(per_image, global_batch_size=4).numpy() == 1.0
-    assert PanopticDeepLabLoss.reduce(per_image).numpy() == 2.0

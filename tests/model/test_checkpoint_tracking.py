@@ -32,7 +32,7 @@ def test_panoptic_deeplab_weights_are_all_checkpointed(decoder_variant):
     slim = dict(SLIM)
     if decoder_variant == "deeplabv3plus":
         slim.update(semantic_low_level_channels=(8,), instance_low_level_channels=(8,))
-    model = build_model("mobilenet_v3_small", num_classes=3, crop_size=(65, 65),
+    model = build_model(dataset="synthetic", backbone="mobilenet_v3_small", crop_size=(65, 65),
                         decoder_variant=decoder_variant, **slim)
     model(tf.zeros((1, 65, 65, 3)))
     assert len(model.weights) > 300
@@ -54,7 +54,8 @@ def test_a_checkpoint_restores_into_a_model_built_again_in_the_same_process(tmp_
     # Keras gives the second model's unnamed layers other default names; the
     # checkpoint must not depend on them.
     def make():
-        model = build_model("mobilenet_v3_small", num_classes=3, crop_size=(65, 65), **SLIM)
+        model = build_model(dataset="synthetic", backbone="mobilenet_v3_small",
+                            crop_size=(65, 65), **SLIM)
         model(tf.zeros((1, 65, 65, 3)))
         return model
 

@@ -149,3 +149,41 @@ def test_inference_folds_batch_norm(layer):
     layer.bn.trainable = False  # frozen batch norm also folds
     np.testing.assert_allclose(layer(x, training=True), reference, atol=1e-4,
                                rtol=1e-4)
+
+
+def _pooling_variance(model):
+    return np.concatenate([aspp_layer.pooling.conv.bn.moving_variance.numpy()
+                           for aspp_layer in (model.semantic_aspp, model.instance_aspp)])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_one_image_per_batch_norm_group_keeps_the_pooling_statistics_sane(batch):
+    """Training forward passes on one image at a time (no synchronized batch
+    norm) leave the image-pooling branch's moving variance alone: a single
+    pooled sample has variance 0, which would decay it to ~0 and blow up
+    inference. With two images the statistics are learned as usual."""
+    from deeplab2.model import build_model
+
+    model = build_model(dataset="synthetic", backbone="mobilenet_v3_small",
+                        crop_size=(65, 97), bn_momentum=0.5, synchronized_bn=False,
+                        semantic_aspp_channels=8, semantic_decoder_channels=8,
+                        semantic_low_level_channels=(8, 8), semantic_head_channels=8,
+                        instance_aspp_channels=8, instance_decoder_channels=8,
+                        instance_low_level_channels=(8, 8), instance_head_channels=8)
+    for aspp_layer in (model.semantic_aspp, model.instance_aspp):
+        aspp_layer.dropout.rate = 0.0
+    images = np.random.default_rng(0).uniform(0, 255, (batch, 65, 97, 3)).astype(np.float32)
+    forward = tf.function(lambda x: model(x, training=True))
+    for _ in range(40):  # momentum 0.5: 1e-12 of the initial statistics are left
+        train_outputs = forward(images)
+    variance = _pooling_variance(model)
+    if batch == 1:
+        np.testing.assert_array_equal(variance, 1.0)  # untouched, within 1e-3..1e3
+    else:
+        assert not np.allclose(variance, 1.0)  # learned from the two pooled samples
+    eval_outputs = model(images, training=False)
+    for key, value in eval_outputs.items():
+        value, reference = value.numpy(), train_outputs[key].numpy()
+        assert np.all(np.isfinite(value)), key
+        scale = np.max(np.abs(reference))
+        assert np.max(np.abs(value - reference)) <= 0.05 * scale, key

@@ -7,7 +7,9 @@ import keras
 import pytest
 from keras.src.backend.common import global_state
 
-from deeplab2.model import profile
+from deeplab2.data.dataset_info import get_dataset_info
+from deeplab2.model import build_model, profile
+from deeplab2.model.panoptic_deeplab import family
 
 SCRIPT = (pathlib.Path(__file__).resolve().parents[2] / "scripts"
           / "profile_model.py")
@@ -77,17 +79,103 @@ def test_keras_resnet50_matches_published_count():
     assert not ours & {id(v) for v in pending or []}
 
 
-def test_profile_model_script_prints_json(capsys):
+class PoolingBackbone(keras.layers.Layer):
+    """A backbone without weights nor multiply-adds: the image average-pooled to
+    strides 4 ("res2"), 8 ("res3") and 32 ("final"), 3 channels each."""
+
+    def call(self, inputs, training=None):
+        def pool(stride):
+            return keras.ops.average_pool(inputs, stride, stride, padding="same")
+        return {"res2": pool(4), "res3": pool(8), "final": pool(32)}
+
+
+@pytest.fixture
+def pooling_backbone(monkeypatch):
+    """Makes "pooling" a backbone name of the Panoptic-DeepLab family."""
+    names = family.backbones.backbone_names()
+    monkeypatch.setattr(family.backbones, "get_backbone",
+                        lambda name, output_stride, **kwargs: PoolingBackbone())
+    monkeypatch.setattr(family.backbones, "backbone_names", lambda: names + ["pooling"])
+
+
+# Distinct widths, so that a width used in the wrong place changes the count.
+WIDTHS = dict(semantic_aspp_channels=8, semantic_decoder_channels=6,
+              semantic_low_level_channels=(5, 4), semantic_head_channels=7,
+              instance_aspp_channels=4, instance_decoder_channels=3,
+              instance_low_level_channels=(2, 3), instance_head_channels=5)
+
+
+def _hand_count(num_classes, semantic_only=False):
+    """Multiply-adds of Panoptic-DeepLab (separable convs, output stride 32,
+    ASPP rates 3, 6, 9) on PoolingBackbone at 65x65, layer by layer.
+
+    Features: 3x3 (final), 9x9 (res3), 17x17 (res2), 3 channels each.
+    """
+    channels = 3
+    final, res3, res2 = 3 * 3, 9 * 9, 17 * 17
+
+    def separable(positions, kernel, cin, cout, depthwise_positions=None):
+        return ((depthwise_positions or positions) * kernel * kernel * cin
+                + positions * cin * cout)
+
+    def aspp(filters):
+        # Rate r runs on the space-to-batch grid: r * ceil(3 / r) per axis.
+        atrous = sum(separable(final, 3, channels, filters,
+                               depthwise_positions=(rate * -(-3 // rate)) ** 2)
+                     for rate in (3, 6, 9))
+        return (final * channels * filters  # 1x1 branch
+                + atrous
+                + channels * filters  # image pooling: 1x1 conv on one position
+                + final * 5 * filters * filters)  # projection of the 5 branches
+
+    def decoder(aspp_filters, filters, low_level):
+        return (res3 * channels * low_level[0]
+                + separable(res3, 5, aspp_filters + low_level[0], filters)
+                + res2 * channels * low_level[1]
+                + separable(res2, 5, filters + low_level[1], filters))
+
+    def head(decoder_filters, filters, outputs):
+        return separable(res2, 5, decoder_filters, filters) + res2 * filters * outputs
+
+    total = aspp(8) + decoder(8, 6, (5, 4)) + head(6, 7, num_classes)
+    if not semantic_only:
+        total += aspp(4) + decoder(4, 3, (2, 3)) + head(3, 5, 1) + head(3, 5, 2)
+    return total
+
+
+def _run_script(capsys, *args):
     spec = importlib.util.spec_from_file_location("profile_model", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    script.main(["--backbone", "mobilenet_v3_small", "--input_size", "65",
-                 "65", "--num_classes", "3", "--json"])
-    result = json.loads(capsys.readouterr().out)
-    expected = profile.profile_model((65, 65), backbone="mobilenet_v3_small",
-                                     num_classes=3, output_stride=32)
-    assert result["params"] == expected["params"] > 0
-    assert result["madds"] == expected["madds"] > 0
-    script.main(["--backbone", "mobilenet_v3_small", "--input_size", "65",
-                 "65", "--semantic_only"])
-    assert "multiply-adds" in capsys.readouterr().out
+    options = [f"--option={key}={json.dumps(value)}" for key, value in WIDTHS.items()]
+    script.main(["--backbone", "pooling", "--input_size", "65", "65", *options, *args])
+    return capsys.readouterr().out
+
+
+def test_profile_model_script_matches_a_hand_count(pooling_backbone, capsys):
+    result = json.loads(_run_script(capsys, "--num_classes", "3", "--json"))
+    assert result["madds"] == _hand_count(num_classes=3)
+    # Parameters: those of the model build_model builds, weights allocated.
+    model = build_model(dataset=profile.placeholder_dataset(3), backbone="pooling",
+                        **WIDTHS)
+    assert result["params_all"] == model.count_params()
+    assert result["params"] == sum(w.numpy().size for w in model.trainable_weights)
+    assert result["params"] < result["params_all"]  # BN statistics are not trainable
+
+    semantic_only = json.loads(_run_script(capsys, "--num_classes", "3", "--semantic_only",
+                                           "--json"))
+    assert semantic_only["madds"] == _hand_count(num_classes=3, semantic_only=True)
+    line = _run_script(capsys, "--num_classes", "3")
+    assert line == "panoptic_deeplab pooling OS32 65x65: 0.0 M params, 0.0 B multiply-adds\n"
+
+
+def test_profile_model_counts_the_datasets_classes(pooling_backbone):
+    classes = get_dataset_info("coco").num_classes
+    result = profile.profile_model((65, 65), dataset="coco", backbone="pooling", **WIDTHS)
+    assert result["madds"] == _hand_count(num_classes=classes)
+
+
+@pytest.mark.parametrize("labels", [{}, {"dataset": "coco", "num_classes": 3}])
+def test_profile_model_takes_exactly_one_label_space(labels):
+    with pytest.raises(ValueError, match="exactly one of dataset and num_classes"):
+        profile.profile_model((65, 65), backbone="mobilenet_v3_small", **labels)

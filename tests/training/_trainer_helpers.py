@@ -9,8 +9,8 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def data_bindings(records: pathlib.Path):
-    return [f"Experiment.train_file_pattern = '{records}/train-*.tfrecord'",
-            f"Experiment.eval_file_pattern = '{records}/val-*.tfrecord'"]
+    return [f"Trainer.train_file_pattern = '{records}/train-*.tfrecord'",
+            f"Evaluator.file_pattern = '{records}/val-*.tfrecord'"]
 
 
 def trainer_command(model_dir, records, *bindings, mode="train"):

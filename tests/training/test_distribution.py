@@ -1,4 +1,5 @@
-"""Training under tf.distribute: MirroredStrategy equals one device; multi-worker runs."""
+"""Training and evaluation under tf.distribute: MirroredStrategy and XLA-compiled
+steps equal the default strategy; multi-worker runs where only the chief writes."""
 import json
 import os
 import socket
@@ -6,26 +7,66 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from _trainer_helpers import PROJECT_ROOT, quiet_env, trainer_command
+from _trainer_helpers import PROJECT_ROOT, quiet_env, run_trainer, trainer_command
 
 
-def test_one_mirrored_step_on_two_cpus_equals_one_default_step(tmp_path, tiny_records):
-    script = os.path.join(os.path.dirname(__file__), "_mirrored_step.py")
-    result = subprocess.run([sys.executable, script, str(tiny_records), str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, env=quiet_env(),
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory, tiny_records):
+    """The report of _distributed_checks.py (one process on 2 logical CPUs)."""
+    script = os.path.join(os.path.dirname(__file__), "_distributed_checks.py")
+    work_dir = tmp_path_factory.mktemp("distributed")
+    result = subprocess.run([sys.executable, script, str(tiny_records), str(work_dir)],
+                            capture_output=True, text=True, timeout=1800, env=quiet_env(),
                             cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _assert_same_step(report, rtol=1e-5, update_tolerance=1e-3):
     assert report["same_names"] and report["num_weights"] > 100
-    for name, value in report["single"].items():
-        np.testing.assert_allclose(report["mirrored"][name], value, rtol=1e-5, err_msg=name)
-    assert report["max_relative_weight_difference"] < 1e-5, report["worst"]
-    # Scale-free: the updates agree to 0.1% of the largest one. A fresh model's
-    # gradients reach ~500 (center loss weight 200) and sum thousands of terms
-    # in another order on two replicas, so float32 round-off is ~1e-4 of them.
-    assert report["update_difference"] < 1e-3 * report["largest_update"]
+    for name, value in report["losses"].items():
+        np.testing.assert_allclose(report["other_losses"][name], value, rtol=rtol,
+                                   err_msg=name)
+    assert report["max_relative_weight_difference"] < rtol, report["worst"]
+    # Scale-free: the updates agree to a fraction of the largest one. A fresh
+    # model's gradients reach ~500 (center loss weight 200) and sum thousands of
+    # terms in another order, so float32 round-off is ~1e-4 of them.
+    assert report["update_difference"] < update_tolerance * report["largest_update"]
+
+
+@pytest.mark.slow
+def test_one_mirrored_step_on_two_cpus_equals_one_default_step(checks):
+    _assert_same_step(checks["mirrored_step"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["default", "mirrored", "float16"])
+def test_compiled_step_equals_the_uncompiled_step(checks, case):
+    """The XLA-compiled replica step (forward, losses, gradients, loss scaling,
+    optimizer update under one replica; the forward and backward pass per
+    replica under MirroredStrategy) gives the uncompiled step's losses and
+    updated weights within 1e-4 relative."""
+    rtol = 1e-2 if case == "float16" else 1e-4
+    _assert_same_step(checks["compiled"][case], rtol=rtol,
+                      update_tolerance=1e-2 if case == "float16" else 1e-3)
+
+
+@pytest.mark.slow
+def test_the_compiled_training_step_has_no_float64_or_string_tensor(checks):
+    dtypes = set(checks["compiled"]["dtypes"])
+    # The scan sees the step: its float32 math and its variables.
+    assert {"float32", "resource"} <= dtypes
+    assert not dtypes & {"float64", "string"}, dtypes
+
+
+@pytest.mark.slow
+def test_mirrored_evaluation_equals_single_device_evaluation(checks):
+    single, mirrored = checks["mirrored_eval"]["default"], checks["mirrored_eval"]["mirrored"]
+    assert single["num_images"] == mirrored["num_images"] == 2
+    assert mirrored == single
 
 
 def _free_ports(n):
@@ -38,16 +79,18 @@ def _free_ports(n):
     return ports
 
 
-def test_two_workers_train_and_the_chief_writes_the_checkpoint(tmp_path, tiny_records):
+@pytest.mark.slow
+def test_two_workers_train_and_evaluate_and_only_the_chief_writes(tmp_path, tiny_records):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     model_dir = tmp_path / "run"
+    bindings = ("Trainer.num_steps = 2", "Trainer.checkpoint_every = 2",
+                "Evaluator.num_pictures = 1", "Evaluator.batch_size = 2")
     processes, logs = [], []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = quiet_env()
         env["TF_CONFIG"] = json.dumps(tf_config)
-        command = trainer_command(model_dir, tiny_records, "Experiment.num_steps = 2",
-                                  "Experiment.checkpoint_every = 2")
+        command = trainer_command(model_dir, tiny_records, *bindings, mode="train_and_eval")
         # Files, not pipes: a worker blocked on a full pipe would stall the other
         # one at the next collective.
         log = open(tmp_path / f"worker{index}.log", "w+")
@@ -56,7 +99,7 @@ def test_two_workers_train_and_the_chief_writes_the_checkpoint(tmp_path, tiny_re
                                           env=env, cwd=PROJECT_ROOT))
     outputs = []
     for process, log in zip(processes, logs):
-        process.wait(timeout=600)
+        process.wait(timeout=900)
         log.seek(0)
         outputs.append(log.read())
         log.close()
@@ -68,5 +111,18 @@ def test_two_workers_train_and_the_chief_writes_the_checkpoint(tmp_path, tiny_re
     assert latest and latest.endswith("ckpt-2")
     step = tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
     assert step == 2
-    # The second worker wrote only to its own temporary directory, which is removed.
-    assert not [p for p in os.listdir(model_dir) if p.startswith(".worker-")]
+    # Only the chief wrote: its files, one metrics file, no worker folder left.
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index", "config.gin", "eval",
+        "model_config.json", "operative_config.gin", "train"]
+    assert sorted(p.name for p in (model_dir / "eval").iterdir() if p.is_file())[0].startswith(
+        "events.") and (model_dir / "eval" / "metrics-2.json").exists()
+    assert len(list((model_dir / "eval" / "pictures-2").iterdir())) == 1
+    # The two workers evaluated one image each; the metrics equal a
+    # single-device evaluation of the same checkpoint.
+    distributed = json.loads((model_dir / "eval" / "metrics-2.json").read_text())
+    assert distributed["num_images"] == 2
+    single = run_trainer(model_dir, tiny_records, *bindings, mode="eval")
+    assert single.returncode == 0, single.stderr[-3000:]
+    reference = json.loads((model_dir / "eval" / "metrics-2.json").read_text())
+    assert reference == distributed

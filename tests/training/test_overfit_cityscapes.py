@@ -28,6 +28,7 @@ def _scalars(event_dir, tag):
     return [values[step] for step in sorted(values)]
 
 
+@pytest.mark.slow
 def test_overfit_the_real_cityscapes_image(tmp_path, shared_data):
     from deeplab2.data.converters.cityscapes import convert_cityscapes
 
@@ -40,8 +41,8 @@ def test_overfit_the_real_cityscapes_image(tmp_path, shared_data):
     command = [sys.executable, str(PROJECT_ROOT / "scripts" / "trainer.py"),
                f"--gin_config={OVERFIT_GIN}", f"--model_dir={model_dir}",
                "--mode=train_and_eval",
-               f"--gin_bindings=Experiment.train_file_pattern = '{pattern}'",
-               f"--gin_bindings=Experiment.eval_file_pattern = '{pattern}'"]
+               f"--gin_bindings=Trainer.train_file_pattern = '{pattern}'",
+               f"--gin_bindings=Evaluator.file_pattern = '{pattern}'"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800,
                             env=quiet_env(), cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,10 +1,13 @@
 """trainer.py end to end in subprocesses: clear failures, resume after SIGKILL."""
+import json
 import os
+import re
 import signal
 import subprocess
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from _trainer_helpers import quiet_env, run_trainer, trainer_command, PROJECT_ROOT
@@ -27,16 +30,17 @@ def test_missing_config_file_fails_with_a_clear_message(tmp_path, tiny_records):
 
 def test_missing_tfrecords_fail_before_training(tmp_path, tiny_records):
     result = run_trainer(tmp_path / "run", tiny_records,
-                         "Experiment.train_file_pattern = '/nonexistent/train-*.tfrecord'")
+                         "Trainer.train_file_pattern = '/nonexistent/train-*.tfrecord'")
     assert result.returncode == 1
-    assert ("Experiment.train_file_pattern '/nonexistent/train-*.tfrecord' matches no file"
+    assert ("Trainer.train_file_pattern '/nonexistent/train-*.tfrecord' matches no file"
             in result.stderr)
 
 
+@pytest.mark.slow
 def test_nan_learning_rate_stops_with_the_step_and_saves_nothing(tmp_path, tiny_records):
     model_dir = tmp_path / "run"
     result = run_trainer(model_dir, tiny_records, "build_optimizer.learning_rate = 1e30",
-                         "Experiment.num_steps = 4", "Experiment.checkpoint_every = 1")
+                         "Trainer.num_steps = 4", "Trainer.checkpoint_every = 1")
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Loss became NaN or Inf at step" in result.stderr
     # Whatever was saved before the failure holds only finite weights.
@@ -55,10 +59,11 @@ def _variables(model_dir):
             if "model" in name or "step" in name}
 
 
+@pytest.mark.slow
 def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(tmp_path,
                                                                       tiny_records):
-    bindings = ("Experiment.deterministic = True", "Experiment.num_steps = 6",
-                "Experiment.checkpoint_every = 2")
+    bindings = ("Trainer.deterministic = True", "Trainer.num_steps = 6",
+                "Trainer.checkpoint_every = 2")
     reference = run_trainer(tmp_path / "reference", tiny_records, *bindings)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
@@ -87,34 +92,141 @@ def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(tmp_path,
         np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
 
 
-def test_train_and_eval_writes_metrics_pictures_and_summaries(tmp_path, tiny_records):
+def _bindings(gin_text):
+    """{configurable.parameter: value text} of the bindings of a Gin config text."""
+    bindings, name = {}, None
+    for line in gin_text.splitlines():
+        match = re.match(r"^([A-Za-z_][\w.]*)\s*=\s*(.*)$", line)
+        if match and "." in match.group(1):
+            name = match.group(1)
+            bindings[name] = match.group(2)
+        elif name and line.startswith(" "):
+            bindings[name] += line.strip()
+    return bindings
+
+
+# Bindings beyond tiny.gin, so that every configurable a run calls is bound.
+EXTRA_BINDINGS = ("Trainer.num_steps = 2", "Trainer.image_summary_every = 2",
+                  "Evaluator.num_pictures = 1", "Evaluator.batch_size = 2",
+                  "build_predictor.flip = False", "PanopticDeepLabTargets.sigma = 6",
+                  "PanopticDeepLabLoss.center_weight = 100.0",
+                  "TrainingInput.shuffle_memory_mb = 64", "build_optimizer.power = 0.8",
+                  "build_model.postprocess = {'nms_kernel': 5}")
+
+
+@pytest.mark.slow
+def test_train_and_eval_writes_metrics_pictures_summaries_and_the_model(tmp_path,
+                                                                       tiny_records):
     model_dir = tmp_path / "run"
-    result = run_trainer(model_dir, tiny_records, "Experiment.num_steps = 2",
-                         "Experiment.image_summary_every = 2",
-                         "Experiment.num_eval_pictures = 1", mode="train_and_eval")
+    result = run_trainer(model_dir, tiny_records, *EXTRA_BINDINGS, mode="train_and_eval")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "PQ" in result.stdout and "mIoU" in result.stdout
-    import json
+    # Quiet by default: no TensorFlow C++ or absl INFO lines.
+    assert not re.search(r"^(I\d{4} |INFO)", result.stderr, re.MULTILINE), result.stderr
     metrics = json.loads((model_dir / "eval" / "metrics-2.json").read_text())
     assert metrics["step"] == 2 and metrics["num_images"] == 2
-    assert 0.0 <= metrics["All"]["pq"] <= 1.0
+    assert set(metrics["per_class"]) == {"0", "1", "2", "3", "4", "5"}
     assert len(list((model_dir / "eval" / "pictures-2").glob("*.png"))) == 1
-    # config.gin holds every binding given, operative_config.gin what the run used.
-    given = (model_dir / "config.gin").read_text()
-    assert "Experiment.num_steps = 2" in given and "build_model." in given
-    used = (model_dir / "operative_config.gin").read_text()
-    assert "build_model.backbone = " in used and "build_optimizer.learning_rate" in used
+    # config.gin holds every binding given; every one of them was used by the
+    # run (operative_config.gin): no binding is dead.
+    given = _bindings((model_dir / "config.gin").read_text())
+    used = _bindings((model_dir / "operative_config.gin").read_text())
+    assert given["Trainer.num_steps"] == "2" and "build_model.backbone" in given
+    assert {name: used.get(name) for name in given} == given
     tags = set()
     for path in (model_dir / "train").glob("events.*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             tags.update(value.tag for value in event.summary.value)
     assert {"predictions", "losses/total_loss", "learning_rate"} <= tags
+    # The model directory is usable without Gin.
+    import deeplab2
+
+    model = deeplab2.load_model(str(model_dir))
+    assert model.model_config.postprocess["nms_kernel"] == 5
+    assert model.model_config.architecture["instance_head_channels"] == 8
 
 
-def test_xla_forward_backward_with_bfloat16_trains(tmp_path, tiny_records):
+def test_a_model_directory_of_another_model_is_refused(tmp_path, tiny_records):
+    from deeplab2.model import build_model, model_dir as model_dir_lib
+
     model_dir = tmp_path / "run"
-    result = run_trainer(model_dir, tiny_records, "Experiment.num_steps = 2",
-                         "Experiment.xla = True", "Experiment.mixed_precision = 'bfloat16'")
-    assert result.returncode == 0, result.stderr[-3000:]
+    other = build_model(dataset="synthetic", backbone="mobilenet_v3_small", crop_size=(65, 97))
+    model_dir_lib.write_model_config(str(model_dir), other.model_config)
+    result = run_trainer(model_dir, tiny_records, "Trainer.num_steps = 1")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: {model_dir}/model_config.json describes another "
+                                "model than the Gin config: architecture.")
+    assert "instance_head_channels" in lines[-1]
+
+
+def _tiny_model(**options):
+    from deeplab2.model import build_model
+    from deeplab2.training import config
+
+    tiny = config.model_options(str(PROJECT_ROOT / "tests" / "training" / "tiny.gin"))
+    return build_model(**dict(tiny, **options))
+
+
+def test_training_resumes_from_a_model_directory_without_optimizer_state(tmp_path,
+                                                                          tiny_records):
+    # An imported (or exported) model directory: a checkpoint of the model and
+    # its step only. Training it fine-tunes from those weights.
+    from deeplab2.model.model_dir import write_model_dir
+
+    model = _tiny_model()
+    kernel = model.backbone.weights[0]
+    kernel.assign(tf.fill(kernel.shape, 0.25))
+    model_dir = tmp_path / "imported"
+    write_model_dir(model, str(model_dir))
+    result = run_trainer(model_dir, tiny_records, "Trainer.num_steps = 2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Resumed at step 0: " in result.stdout
+    assert "no optimizer state, starting it fresh" in result.stdout
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(model_dir)))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    from deeplab2.model.checkpoints import checkpoint_variables, stored_keys
+
+    key = next(k for k, v in checkpoint_variables(model, "model").items() if v is kernel)
+    trained = reader.get_tensor(stored_keys(reader)[key])
+    # Two Adam steps of lr 1e-3 move a weight by at most ~2e-3.
+    np.testing.assert_allclose(trained, 0.25, atol=3e-3)
+
+
+def test_an_init_checkpoint_of_another_architecture_stops_the_run(tmp_path, tiny_records):
+    from deeplab2.model.model_dir import write_model_dir
+
+    other = tmp_path / "other"
+    write_model_dir(_tiny_model(backbone="mobilenet_v3_large"), str(other))
+    model_dir = tmp_path / "run"
+    result = run_trainer(model_dir, tiny_records, "Trainer.num_steps = 1",
+                         f"Trainer.init_checkpoint = '{other}'")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: init checkpoint does not cover the backbone: ")
+    assert "not loaded" in last
+    assert tf.train.latest_checkpoint(str(model_dir)) is None
+
+
+@pytest.mark.slow
+def test_compiled_bfloat16_training_learns(tmp_path, tiny_records):
+    """The XLA-compiled step in bfloat16 mixed precision runs and lowers the loss
+    of the batch it trains on (the 2 val images, not augmented: the same batch
+    every step)."""
+    model_dir = tmp_path / "run"
+    result = run_trainer(model_dir, tiny_records, "Trainer.num_steps = 20",
+                         f"Trainer.train_file_pattern = '{tiny_records}/val-*.tfrecord'",
+                         "TrainingInput.min_scale = 1.0", "TrainingInput.max_scale = 1.0",
+                         "TrainingInput.flip_prob = 0.0",
+                         "Trainer.checkpoint_every = 20", "Trainer.summary_every = 1",
+                         "Trainer.steps_per_loop = 5", "build_optimizer.learning_rate = 3e-3",
+                         "Trainer.jit_compile = True", "Trainer.mixed_precision = 'bfloat16'")
+    assert result.returncode == 0, result.stderr[-3000:]
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(model_dir)))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 20
+    losses = []
+    for path in sorted((model_dir / "train").glob("events.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            losses += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value
+                       if v.tag == "losses/total_loss"]
+    assert len(losses) == 4 and losses[-1] < 0.7 * losses[0], losses

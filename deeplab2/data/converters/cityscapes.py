@@ -170,9 +170,14 @@ def convert_item(item: CityscapesItem) -> Tuple[bytes, ExampleStats]:
                      ignore_id)
 
 
-def convert_cityscapes(root: str, split: str, output_dir: str, num_shards: int = 1,
-                       num_workers: Optional[int] = None) -> Dict[str, Any]:
-    """Converts one split of a Cityscapes tree; returns the split summary."""
+def convert_cityscapes(root: str, split: str, output_dir: str,
+                       num_shards: Optional[int] = None, num_workers: Optional[int] = None,
+                       shard_bytes: Optional[int] = None) -> Dict[str, Any]:
+    """Converts one split of a Cityscapes tree; returns the split summary.
+
+    Shards are sized by bytes unless `num_shards` is given (see write_split).
+    """
     items = list_cityscapes(root, split)
-    return write_split(items, convert_item, output_dir, split, "cityscapes", num_shards,
-                       num_workers)
+    return write_split(items, convert_item, output_dir, split, "cityscapes",
+                       num_shards=num_shards, num_workers=num_workers,
+                       shard_bytes=shard_bytes)

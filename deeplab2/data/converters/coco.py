@@ -163,14 +163,17 @@ def convert_item(item: CocoItem, dataset: str) -> Tuple[bytes, ExampleStats]:
 
 
 def convert_coco(panoptic_json: str, panoptic_dir: str, image_dir: str, output_dir: str,
-                 dataset: str = "coco", split: Optional[str] = None, num_shards: int = 1,
-                 num_workers: Optional[int] = None) -> Dict[str, Any]:
+                 dataset: str = "coco", split: Optional[str] = None,
+                 num_shards: Optional[int] = None, num_workers: Optional[int] = None,
+                 shard_bytes: Optional[int] = None) -> Dict[str, Any]:
     """Converts every annotated image of a panoptic JSON; returns the split summary.
 
-    `split` defaults to default_split_name(panoptic_json).
+    `split` defaults to default_split_name(panoptic_json). Shards are sized by
+    bytes unless `num_shards` is given (see write_split).
     """
     category_to_class(get_dataset_info(dataset))  # fail fast on an unsupported dataset
     items = list_coco(panoptic_json, panoptic_dir, image_dir)
     return write_split(items, functools.partial(convert_item, dataset=dataset), output_dir,
-                       split or default_split_name(panoptic_json), dataset, num_shards,
-                       num_workers)
+                       split or default_split_name(panoptic_json), dataset,
+                       num_shards=num_shards, num_workers=num_workers,
+                       shard_bytes=shard_bytes)

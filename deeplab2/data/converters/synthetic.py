@@ -47,19 +47,22 @@ def convert_scene(item: Tuple[str, int], seed: int, height: int,
 
 
 def convert_synthetic(output_dir: str, num_train: int, num_val: int, seed: int,
-                      num_shards: int = 1, num_workers: Optional[int] = None,
+                      num_shards: Optional[int] = None, num_workers: Optional[int] = None,
                       height: int = synthetic.DEFAULT_HEIGHT,
-                      width: int = synthetic.DEFAULT_WIDTH) -> List[Dict[str, Any]]:
+                      width: int = synthetic.DEFAULT_WIDTH,
+                      shard_bytes: Optional[int] = None) -> List[Dict[str, Any]]:
     """Writes `num_train` train and `num_val` val scenes; returns the split summaries.
 
     A split with 0 scenes is skipped. The summaries record seed and size, so a
-    caller can tell whether an existing dataset is the one it asks for.
+    caller can tell whether an existing dataset is the one it asks for. Shards
+    are sized by bytes unless `num_shards` is given (see write_split).
     """
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
         raise ValueError(f"Need non-negative scene counts, not both 0; got num_train="
                          f"{num_train}, num_val={num_val}.")
     convert = functools.partial(convert_scene, seed=seed, height=height, width=width)
     return [write_split([(split, i) for i in range(count)], convert, output_dir, split,
-                        "synthetic", num_shards, num_workers,
-                        metadata={"seed": seed, "height": height, "width": width})
+                        "synthetic", num_shards=num_shards, num_workers=num_workers,
+                        metadata={"seed": seed, "height": height, "width": width},
+                        shard_bytes=shard_bytes)
             for split, count in (("train", num_train), ("val", num_val)) if count]

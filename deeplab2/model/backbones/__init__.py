@@ -3,7 +3,6 @@ from deeplab2.model.backbones.base import FEATURE_KEYS
 from deeplab2.model.backbones.base import FINAL
 from deeplab2.model.backbones.base import Backbone
 from deeplab2.model.backbones.mobilenet_v3 import MobileNetV3
-from deeplab2.model.backbones.pretrained import load_checkpoint
 from deeplab2.model.backbones.pretrained import load_imagenet_weights
 from deeplab2.model.backbones.registry import backbone_names
 from deeplab2.model.backbones.registry import get_backbone
@@ -14,5 +13,5 @@ from deeplab2.model.backbones.xception import Xception
 __all__ = [
     "FEATURE_KEYS", "FINAL", "Backbone", "MobileNetV3", "ResNet",
     "SWideRNet", "Xception", "backbone_names", "get_backbone",
-    "load_checkpoint", "load_imagenet_weights",
+    "load_imagenet_weights",
 ]

@@ -75,12 +75,14 @@ class InvertedResidual(keras.layers.Layer):
         activation: "relu" or "hard_swish".
         expand: whether there is an expansion convolution.
         residual: add the input to the output.
+        se_gate: gate of the SE, "hard_sigmoid" or "sigmoid".
     """
 
     def __init__(self, expanded, filters, kernel_size=3, strides=1,
                  dilation_rate=1, use_se=False, activation="relu",
-                 expand=True, residual=False, **kwargs):
+                 expand=True, residual=False, se_gate="hard_sigmoid", **kwargs):
         super().__init__(**kwargs)
+        self.se_gate = se_gate
         self.expanded = expanded
         self.filters = filters
         self.kernel_size = kernel_size
@@ -95,8 +97,8 @@ class InvertedResidual(keras.layers.Layer):
         self.depthwise = DepthwiseConvBNAct(
             kernel_size, strides=strides, dilation_rate=dilation_rate,
             activation=activation, name="depthwise")
-        self.se = (SqueezeExcite(make_divisible(expanded / 4), name="se")
-                   if use_se else None)
+        self.se = (SqueezeExcite(make_divisible(expanded / 4), gate=se_gate,
+                                 name="se") if use_se else None)
         self.project = ConvBNAct(filters, 1, activation=None, name="project")
 
     def _before_se(self):
@@ -132,7 +134,7 @@ class InvertedResidual(keras.layers.Layer):
                       kernel_size=self.kernel_size, strides=self.strides,
                       dilation_rate=self.dilation_rate, use_se=self.use_se,
                       activation=self.activation, expand=self.expand,
-                      residual=self.residual)
+                      residual=self.residual, se_gate=self.se_gate)
         return config
 
 
@@ -144,10 +146,13 @@ class MobileNetV3(base.Backbone):
         variant: "small" or "large".
         output_stride: 8, 16 or 32.
         halve_last_block: halve the stride-32 block and the final conv.
+        se_gate: gate of the squeeze-and-excitation: "hard_sigmoid"
+            (keras.applications, its ImageNet weights) or "sigmoid"
+            (google-research/deeplab2's checkpoints).
     """
 
     def __init__(self, variant="large", output_stride=32,
-                 halve_last_block=True, **kwargs):
+                 halve_last_block=True, se_gate="hard_sigmoid", **kwargs):
         super().__init__(**kwargs)
         if variant not in SPECS:
             raise ValueError(f"MobileNetV3 variant must be one of "
@@ -155,6 +160,7 @@ class MobileNetV3(base.Backbone):
         self.variant = variant
         self.output_stride = output_stride
         self.halve_last_block = halve_last_block
+        self.se_gate = se_gate
         tracker = base.StrideTracker(output_stride)
         layers = [ConvBNAct(16, 3, strides=tracker(2)[0],
                             activation="hard_swish", name="conv")]
@@ -177,7 +183,7 @@ class MobileNetV3(base.Backbone):
                     expanded, filters, kernel, strides, rate, use_se,
                     activation, expand=expanded != channels,
                     residual=stride == 1 and channels == filters,
-                    name=f"block{index}"))
+                    se_gate=se_gate, name=f"block{index}"))
                 feature = expanded
             channels = filters
             if key is not None:
@@ -190,5 +196,6 @@ class MobileNetV3(base.Backbone):
     def get_config(self):
         config = super().get_config()
         config.update(variant=self.variant, output_stride=self.output_stride,
-                      halve_last_block=self.halve_last_block)
+                      halve_last_block=self.halve_last_block,
+                      se_gate=self.se_gate)
         return config

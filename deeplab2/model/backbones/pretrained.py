@@ -9,17 +9,12 @@ we use 1e-3), which keeps inference outputs identical. Keras ResNets expect
 that the two agree (exactly, except near the image border, where the zero
 padding stands for a different pixel value). Layers whose shapes differ (the
 halved last block of MobileNetV3) are skipped and listed.
-
-`load_checkpoint` restores part of a `tf.train.Checkpoint` into a model
-(e.g. a backbone out of a whole-model checkpoint), skipping and listing
-variables whose shapes differ.
 """
 import collections
 import re
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 KERAS_APPLICATIONS = {
     "resnet50": "ResNet50",
@@ -132,71 +127,3 @@ def load_imagenet_weights(backbone, name):
     return copy_keras_application_weights(
         backbone, application,
         fold_caffe_preprocessing=name.startswith("resnet"))
-
-
-def _escape(name):
-    """Escapes an object-graph edge name as TensorFlow checkpoints do."""
-    return name.replace(".", "..").replace("/", ".S")
-
-
-def checkpoint_variables(root, prefix):
-    """{checkpoint key: variable} of `root` saved under object path `prefix`.
-
-    Mirrors `tf.train.Checkpoint`'s naming: breadth-first over trackable
-    children, the first path to an object names it.
-    """
-    keys, seen = {}, {id(root)}
-    queue = collections.deque([(root, prefix)])
-    while queue:
-        parent, path = queue.popleft()
-        for name, child in tf.train.TrackableView.children(parent).items():
-            if id(child) in seen:
-                continue
-            seen.add(id(child))
-            child_path = f"{path}/{_escape(name)}"
-            if isinstance(child, (keras.Variable, tf.Variable)):
-                keys[child_path + "/.ATTRIBUTES/VARIABLE_VALUE"] = child
-            else:
-                queue.append((child, child_path))
-    return keys
-
-
-def load_checkpoint(model, path, prefix="model", skip_mismatch=True):
-    """Restores `model`'s variables found in the checkpoint at `path`.
-
-    Args:
-        model: a built Keras model or layer.
-        path: checkpoint prefix or directory (latest checkpoint).
-        prefix: object path of `model` in the checkpoint: "model" for
-            `tf.train.Checkpoint(model=model)`, "model/backbone" for the
-            backbone attribute of a checkpointed model.
-        skip_mismatch: skip (and list) variables of another shape instead of
-            raising.
-
-    Returns:
-        A `Report`: loaded keys, skipped `(key, reason)` pairs, and keys of
-        our variables absent from the checkpoint.
-    """
-    if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise ValueError(f"no checkpoint found in directory {path}")
-        path = latest
-    reader = tf.train.load_checkpoint(path)
-    shapes = reader.get_variable_to_shape_map()
-    loaded, skipped, missing = [], [], []
-    for key, variable in checkpoint_variables(model, prefix).items():
-        if key not in shapes:
-            missing.append(key)
-            continue
-        if tuple(shapes[key]) != tuple(variable.shape):
-            reason = f"shape {tuple(shapes[key])} != {tuple(variable.shape)}"
-            if not skip_mismatch:
-                raise ValueError(f"{key}: {reason}")
-            skipped.append((key, reason))
-            continue
-        variable.assign(reader.get_tensor(key))
-        loaded.append(key)
-    for key, reason in skipped:
-        print(f"not restored: {key} ({reason})")
-    return Report(loaded, skipped, missing)

@@ -7,6 +7,8 @@ swidernet_<w1>_<w2>_<l> for the variants of paper 004 (SE + SAC in conv6;
 swidernet_sac_1_1_1 is deeplab2's name for swidernet_1_1_1) and "swidernet"
 with explicit `width1`, `width2`, `depth`.
 """
+import keras
+
 from deeplab2.model.backbones import mobilenet_v3
 from deeplab2.model.backbones import pretrained
 from deeplab2.model.backbones import resnet
@@ -57,7 +59,7 @@ def backbone_names():
 
 def get_backbone(name, output_stride=32, multi_grid=None,
                  drop_path_survival_rate=1.0, drop_path_schedule="constant",
-                 weights=None, **kwargs):
+                 weights=None, bn_epsilon=None, **kwargs):
     """Builds the backbone `name`.
 
     Args:
@@ -70,6 +72,9 @@ def get_backbone(name, output_stride=32, multi_grid=None,
         drop_path_schedule: "constant" or "linear".
         weights: None or "imagenet" (keras.applications weights, for
             resnet50, resnet101 and mobilenet_v3_*; downloads them).
+        bn_epsilon: epsilon of every batch norm (default: each layer's own,
+            1e-3); set before pretrained weights load, whose moving variances
+            are adjusted to it.
         **kwargs: further constructor arguments (e.g. `halve_last_block`,
             `use_se`, `sac_stages`, `width1`); they override the name's.
 
@@ -101,6 +106,10 @@ def get_backbone(name, output_stride=32, multi_grid=None,
     arguments.update(kwargs)
     backbone = constructor(**arguments)
     backbone.build((None, None, None, 3))
+    if bn_epsilon is not None:
+        for layer in backbone._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.epsilon = float(bn_epsilon)
     if weights == "imagenet":
         pretrained.load_imagenet_weights(backbone, name)
     return backbone

@@ -13,6 +13,11 @@ Convolution (with global context) to the stride-1 3x3 convolutions of conv6.
 Features: "res2".."res4" are the inputs of the last blocks of conv3..conv5,
 "res5" the output of conv6.
 
+`layout="deeplab2"` is google-research/deeplab2's arrangement instead (its
+checkpoints): no max pool; conv3..conv6 downsample in their *first* block, on
+its first 3x3 convolution (the bottleneck's 3x3), with a strided projection
+shortcut; "res2".."res4" are the outputs of conv3..conv5.
+
 Layout evidence: trainable parameters reproduce the differences of paper
 004 Tables 3 and 4 (SAC +3.94M, SE +17.51M, each extra unit of l +133.56M;
 tested); with the project's decoder and multiply-add counter, the
@@ -32,6 +37,7 @@ from deeplab2.model.layers.squeeze_excite import SqueezeExcite
 from deeplab2.model.layers.switchable_atrous import SwitchableAtrousConv
 
 STAGE_BLOCKS = {3: 3, 4: 6, 5: 3, 6: 3}
+LAYOUTS = ("paper", "deeplab2")
 
 
 @keras.saving.register_keras_serializable(package="deeplab2")
@@ -137,30 +143,33 @@ class _Residual(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="deeplab2")
 class BasicBlock(_Residual):
-    """Two 3x3 convolutions (the second strided) plus the shortcut.
+    """Two 3x3 convolutions (one of them strided) plus the shortcut.
 
     Args:
         filters: channels of both convolutions and of the output.
-        strides: stride of the second convolution (and of the shortcut).
+        strides: stride of the second convolution (or with `stride_first`
+            the first) and of the shortcut.
         dilation_rates: atrous rates of the two convolutions.
         projection: use a 1x1 convolution shortcut.
         use_se: apply the simplified squeeze-and-excitation.
         use_sac: make the stride-1 convolutions switchable atrous.
         survival_rate: drop path survival rate.
+        stride_first: stride the first convolution (deeplab2's layout).
     """
 
     def __init__(self, filters, strides=1, dilation_rates=(1, 1),
                  projection=False, use_se=False, use_sac=False,
-                 survival_rate=1.0, **kwargs):
+                 survival_rate=1.0, stride_first=False, **kwargs):
         super().__init__(filters, strides, projection, use_se, survival_rate,
                          **kwargs)
         self.filters = filters
         self.dilation_rates = tuple(dilation_rates)
         self.use_sac = use_sac
-        self.conv1 = _conv3x3(filters, 1, self.dilation_rates[0],
-                              use_sac, "conv1")
-        self.conv2 = _conv3x3(filters, strides, self.dilation_rates[1],
-                              use_sac, "conv2", last=True)
+        self.stride_first = stride_first
+        self.conv1 = _conv3x3(filters, strides if stride_first else 1,
+                              self.dilation_rates[0], use_sac, "conv1")
+        self.conv2 = _conv3x3(filters, 1 if stride_first else strides,
+                              self.dilation_rates[1], use_sac, "conv2", last=True)
 
     @property
     def branch(self):
@@ -171,7 +180,7 @@ class BasicBlock(_Residual):
         config = super().get_config()
         config.update(filters=self.filters,
                       dilation_rates=self.dilation_rates,
-                      use_sac=self.use_sac)
+                      use_sac=self.use_sac, stride_first=self.stride_first)
         return config
 
 
@@ -179,18 +188,20 @@ class BasicBlock(_Residual):
 class WideBottleneck(_Residual):
     """1x1 (filters) -> 3x3 (2 filters) -> 1x1 (4 filters) plus the shortcut.
 
-    Same arguments as `BasicBlock`, with one `dilation_rate` for the 3x3.
+    Same arguments as `BasicBlock`, with one `dilation_rate` for the 3x3,
+    which also takes the stride.
     """
 
     def __init__(self, filters, dilation_rate=1, projection=False,
-                 use_se=False, use_sac=False, survival_rate=1.0, **kwargs):
-        super().__init__(4 * filters, 1, projection, use_se, survival_rate,
+                 use_se=False, use_sac=False, survival_rate=1.0, strides=1,
+                 **kwargs):
+        super().__init__(4 * filters, strides, projection, use_se, survival_rate,
                          **kwargs)
         self.filters = filters
         self.dilation_rate = dilation_rate
         self.use_sac = use_sac
         self.conv1 = ConvBNAct(filters, 1, name="conv1")
-        self.conv2 = _conv3x3(2 * filters, 1, dilation_rate, use_sac, "conv2")
+        self.conv2 = _conv3x3(2 * filters, strides, dilation_rate, use_sac, "conv2")
         self.conv3 = ConvBNAct(4 * filters, 1, activation=None,
                                bn_gamma_initializer="zeros", name="conv3")
 
@@ -201,7 +212,6 @@ class WideBottleneck(_Residual):
 
     def get_config(self):
         config = super().get_config()
-        del config["strides"]
         config.update(filters=self.filters, dilation_rate=self.dilation_rate,
                       use_sac=self.use_sac)
         return config
@@ -222,13 +232,19 @@ class SWideRNet(base.Backbone):
         drop_path_survival_rate: survival rate at conv6 (1.0 disables it);
             drop path covers the blocks of conv3..conv6.
         drop_path_schedule: "constant" or "linear" over conv3..conv6.
+        layout: "paper" (paper 004) or "deeplab2" (google-research/deeplab2's
+            checkpoints; see the module docstring).
     """
 
     def __init__(self, width1=1.0, width2=1.0, depth=1.0, use_se=True,
                  sac_stages=(6,), output_stride=32, multi_grid=None,
                  drop_path_survival_rate=1.0, drop_path_schedule="constant",
-                 **kwargs):
+                 layout="paper", **kwargs):
         super().__init__(**kwargs)
+        if layout not in LAYOUTS:
+            raise ValueError(f"SWideRNet layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
+        deeplab2 = layout == "deeplab2"
         sac_stages = tuple(int(stage) for stage in sac_stages)
         if not set(sac_stages) <= set(STAGE_BLOCKS):
             raise ValueError(f"sac_stages must be within {tuple(STAGE_BLOCKS)}"
@@ -250,8 +266,9 @@ class SWideRNet(base.Backbone):
             layers.append(BasicBlock(
                 conv2, dilation_rates=(tracker()[1], tracker()[1]),
                 projection=block == 0, name=f"conv2_block{block + 1}"))
-        tracker(2)  # the max pool; output strides are at least 8
-        layers.append(base.MaxPool(name="pool2"))
+        if not deeplab2:
+            tracker(2)  # the max pool; output strides are at least 8
+            layers.append(base.MaxPool(name="pool2"))
         self.stages = []
         self._feature_channels = {}
         channels = conv2
@@ -262,7 +279,19 @@ class SWideRNet(base.Backbone):
                 survival_rate=survival_rate(
                     drop_path_survival_rate, drop_path_schedule, stage - 2,
                     4))
-            if stage < 6:
+            if stage < 6 and deeplab2:
+                filters = 4 * int(round(32 * 2 ** (stage - 2) * width2))
+                for block in range(num_blocks):
+                    # The first block downsamples, on its first conv.
+                    strides, rate1 = tracker(1 if block else 2)
+                    layers.append(BasicBlock(
+                        filters, strides, (rate1, tracker()[1]),
+                        projection=block == 0, stride_first=True,
+                        name=f"conv{stage}_block{block + 1}", **options))
+                self.stages.append((layers, f"res{stage - 1}"))
+                self._feature_channels[f"res{stage - 1}"] = filters
+                layers = []
+            elif stage < 6:
                 filters = 4 * int(round(32 * 2 ** (stage - 2) * width2))
                 for block in range(num_blocks):
                     # The last block downsamples (on its second conv); the
@@ -283,9 +312,10 @@ class SWideRNet(base.Backbone):
                 filters = int(round(512 * width2))
                 units = base.check_multi_grid(self.multi_grid, num_blocks)
                 for block, unit in enumerate(units):
+                    strides, rate = tracker(2 if deeplab2 and block == 0 else 1)
                     layers.append(WideBottleneck(
-                        filters, tracker()[1] * unit, projection=block == 0,
-                        name=f"conv6_block{block + 1}", **options))
+                        filters, rate * unit, projection=block == 0,
+                        strides=strides, name=f"conv6_block{block + 1}", **options))
         self.stages.append((layers, "res5"))
         self._feature_channels["res5"] = 4 * filters
         self._track_stages()
@@ -298,5 +328,6 @@ class SWideRNet(base.Backbone):
                       output_stride=self.output_stride,
                       multi_grid=self.multi_grid,
                       drop_path_survival_rate=self.drop_path_survival_rate,
-                      drop_path_schedule=self.drop_path_schedule)
+                      drop_path_schedule=self.drop_path_schedule,
+                      layout=self.layout)
         return config

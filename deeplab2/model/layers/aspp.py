@@ -1,5 +1,6 @@
 """Atrous Spatial Pyramid Pooling (DeepLabV3) as used by Panoptic-DeepLab."""
 import keras
+import tensorflow as tf
 from keras import ops
 
 from deeplab2.model.layers import convolutions
@@ -61,17 +62,44 @@ class ASPPPooling(keras.layers.Layer):
             return None
         return (min(self.pool_size[0], height), min(self.pool_size[1], width))
 
+    def _batch_norm_group(self, pooled):
+        """Samples batch norm would draw its training statistics from: the
+        pooled positions of this replica's batch, times the replicas when
+        synchronized; None when the batch size is not static."""
+        batch, height, width = pooled.shape[:3]
+        if batch is None or height is None or width is None:
+            return None
+        replicas = 1
+        if self.synchronized_bn:
+            context = tf.distribute.get_replica_context()
+            replicas = context.num_replicas_in_sync if context is not None else 1
+        return batch * height * width * replicas
+
+    def _project(self, pooled, training):
+        """1x1 conv + BN + ReLU of the pooled features.
+
+        A training crop pools to one position per image, so with one image
+        per batch-norm group (one image per replica, not synchronized) the
+        batch statistics are those of a single sample: its variance is 0, the
+        moving variance decays towards 0 and inference divides by ~sqrt(eps).
+        Such a group normalizes with the moving statistics instead and leaves
+        them as they are.
+        """
+        if training and self._batch_norm_group(pooled) == 1:
+            training = False
+        return self.conv(pooled, training=training)
+
     def call(self, inputs, training=None):
         height, width = inputs.shape[1], inputs.shape[2]
         window = self._window(height, width, training)
         if window is None:
             pooled = ops.mean(inputs, axis=(1, 2), keepdims=True)
-            pooled = self.conv(pooled, training=training)
+            pooled = self._project(pooled, training)
             size = ops.shape(inputs)[1:3]
             return ops.broadcast_to(
                 pooled, (ops.shape(inputs)[0], size[0], size[1], self.filters))
         pooled = ops.average_pool(inputs, window, strides=1, padding="valid")
-        pooled = self.conv(pooled, training=training)
+        pooled = self._project(pooled, training)
         return resize.resize_align_corners(pooled, ops.shape(inputs)[1:3])
 
     def get_config(self):

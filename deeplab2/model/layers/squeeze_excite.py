@@ -1,10 +1,11 @@
-"""Squeeze-and-excitation with a hard-sigmoid gate.
+"""Squeeze-and-excitation with a hard-sigmoid (or sigmoid) gate.
 
 `SqueezeExcite(squeeze_channels=None)` is the simplified SE of SWideRNet
 (paper 004, Eq. 1): one fully connected layer (a 1x1 conv with bias) on the
 globally average-pooled input, gated by `relu6(x + 3) / 6`. With
 `squeeze_channels` set it is the two-layer SE of MobileNetV3 (reduce, ReLU,
-expand, same gate).
+expand, same gate). keras.applications' MobileNetV3 gates with the hard
+sigmoid; google-research/deeplab2's with the sigmoid (`gate="sigmoid"`).
 """
 import keras
 from keras import ops
@@ -15,6 +16,9 @@ def hard_sigmoid(x):
     return ops.relu6(x + 3.0) / 6.0
 
 
+GATES = {"hard_sigmoid": hard_sigmoid, "sigmoid": ops.sigmoid}
+
+
 @keras.saving.register_keras_serializable(package="deeplab2")
 class SqueezeExcite(keras.layers.Layer):
     """Scales channels by a gate computed from their spatial mean.
@@ -23,11 +27,15 @@ class SqueezeExcite(keras.layers.Layer):
         squeeze_channels: width of the hidden layer; None for the simplified
             single-layer SE.
         kernel_initializer: initializer of the 1x1 convolutions.
+        gate: "hard_sigmoid" or "sigmoid".
     """
 
     def __init__(self, squeeze_channels=None, kernel_initializer="he_normal",
-                 **kwargs):
+                 gate="hard_sigmoid", **kwargs):
         super().__init__(**kwargs)
+        if gate not in GATES:
+            raise ValueError(f"SE gate must be one of {tuple(GATES)}, got {gate!r}")
+        self.gate = gate
         self.squeeze_channels = squeeze_channels
         self.kernel_initializer = kernel_initializer
         self.reduce = None
@@ -55,10 +63,10 @@ class SqueezeExcite(keras.layers.Layer):
         gate = ops.mean(inputs, axis=(1, 2), keepdims=True)
         if self.reduce is not None:
             gate = ops.relu(self.reduce(gate))
-        return inputs * hard_sigmoid(self.expand(gate))
+        return inputs * GATES[self.gate](self.expand(gate))
 
     def get_config(self):
         config = super().get_config()
         config.update(squeeze_channels=self.squeeze_channels,
-                      kernel_initializer=self.kernel_initializer)
+                      kernel_initializer=self.kernel_initializer, gate=self.gate)
         return config

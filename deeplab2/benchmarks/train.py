@@ -1,0 +1,123 @@
+"""Benchmark: examples per second of the training step, compiled with XLA and not.
+
+For each backbone, builds the default Panoptic-DeepLab of that backbone for
+Cityscapes (19 classes) at the given crop, and times the trainer's own step
+(deeplab2.training.train_loop: forward pass, losses, gradients, Adam update)
+on one fixed batch with real targets, repeated, so that the input pipeline
+does not count. The uncompiled and the XLA-compiled step (`jit_compile`) are
+timed alternately in one run, after a warm-up that includes compilation, so
+both see the same machine load (both start from the same weights, so their
+first losses agree). Prints one JSON object with the median seconds per step,
+examples/s and the speed-up of the compiled step.
+
+Usage (options only, no program name):
+  deeplab2.benchmarks.train.main(["--backbone", "mobilenet_v3_small",
+                                  "--input_size", "513", "1025"])
+"""
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from typing import Dict, Sequence
+
+import keras
+import tensorflow as tf
+
+from deeplab2 import common
+from deeplab2.benchmarks.data import make_scene
+from deeplab2.model import build_model, get_meta_architecture
+from deeplab2.training.train_loop import LoopOptions, TrainLoop
+
+DEFAULT_BACKBONES = ("mobilenet_v3_small", "resnet50")
+
+
+def _batch(config, batch_size: int, seed: int) -> Dict[str, tf.Tensor]:
+    """A training batch of street-like scenes at the crop size, with targets."""
+    targets = get_meta_architecture(config.meta_architecture).training_targets(config)
+    examples = []
+    for i in range(batch_size):
+        image, label = make_scene(seed + i, *config.crop_size)
+        example = {common.IMAGE: tf.constant(image, tf.float32),
+                   common.PANOPTIC_LABEL: tf.constant(label)}
+        example.update(targets(example[common.PANOPTIC_LABEL]))
+        examples.append(example)
+    return {k: tf.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def _loop(backbone: str, crop, output_stride: int, batch_size: int, jit_compile: bool,
+          work_dir: str, seed: int) -> TrainLoop:
+    strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(seed)
+    model = build_model(dataset="cityscapes", backbone=backbone, crop_size=crop,
+                        output_stride=output_stride)
+    config = model.model_config
+    family = get_meta_architecture(config.meta_architecture)
+    batch = _batch(config, batch_size, seed)
+    loop = TrainLoop(strategy, model, family.training_loss(config),
+                     keras.optimizers.Adam(1e-4),
+                     lambda context, start: tf.data.Dataset.from_tensors(batch).repeat(),
+                     work_dir, LoopOptions(num_steps=1 << 30, global_batch_size=batch_size,
+                                           steps_per_loop=1, jit_compile=jit_compile))
+    return loop
+
+
+def run_backbone(backbone: str, args: argparse.Namespace) -> Dict:
+    """Times the uncompiled and the compiled step of one backbone."""
+    crop = tuple(args.input_size)
+    with tempfile.TemporaryDirectory() as work_dir:
+        loops = {name: _loop(backbone, crop, args.output_stride, args.batch_size, jit,
+                             f"{work_dir}/{name}", args.seed)
+                 for name, jit in (("uncompiled", False), ("compiled", True))}
+        steps = {name: loop.loop_function(1) for name, loop in loops.items()}
+        iterators = {name: loop.data_iterator(0) for name, loop in loops.items()}
+        warmup_s, first_loss = {}, {}
+        for name in loops:
+            start = time.perf_counter()
+            for step in range(max(args.warmup, 1)):
+                loss = float(steps[name](iterators[name])[0]["total_loss"].numpy())
+                if step == 0:
+                    first_loss[name] = loss
+            warmup_s[name] = round(time.perf_counter() - start, 1)
+        times = {name: [] for name in loops}
+        for _ in range(args.repeats):  # alternate: both share the machine's load
+            for name in loops:
+                start = time.perf_counter()
+                steps[name](iterators[name])[0]["total_loss"].numpy()
+                times[name].append(time.perf_counter() - start)
+    result = {}
+    for name in loops:
+        median = statistics.median(times[name])
+        result[name] = {"median_s_per_step": round(median, 3),
+                        "examples_per_s": round(args.batch_size / median, 3),
+                        "warmup_s": warmup_s[name], "first_total_loss": first_loss[name]}
+    result["compiled_speedup"] = round(result["uncompiled"]["median_s_per_step"]
+                                       / result["compiled"]["median_s_per_step"], 3)
+    return result
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", action="append",
+                        help=f"repeatable; default {', '.join(DEFAULT_BACKBONES)}")
+    parser.add_argument("--input_size", type=int, nargs=2, default=(513, 1025),
+                        metavar=("H", "W"), help="training crop (k * output_stride + 1)")
+    parser.add_argument("--output_stride", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    report = {
+        "benchmark": "train", "input_size": list(args.input_size),
+        "batch_size": args.batch_size, "output_stride": args.output_stride,
+        "repeats": args.repeats,
+        "backbones": {name: run_backbone(name, args)
+                      for name in args.backbone or DEFAULT_BACKBONES},
+    }
+    print(json.dumps(report, indent=2))
+    return 0

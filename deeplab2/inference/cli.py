@@ -1,0 +1,37 @@
+"""Command-line flags of the scripts that start from a model directory
+(predict.py, evaluate.py, export_model.py): the model, its checkpoint,
+test-time augmentation and post-processing overrides."""
+import sys
+from typing import Tuple
+
+from absl import flags
+
+from deeplab2.inference.loading import load_predictor, parse_overrides
+
+
+def define_model_flags() -> None:
+    flags.DEFINE_string("model_dir", None, "Model directory (model_config.json and "
+                        "checkpoints, as trainer.py writes it).")
+    flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, or a folder (its latest "
+                        "checkpoint); default: the latest in --model_dir.")
+    flags.DEFINE_list("scales", ["1.0"], "Test-time scales, e.g. 0.5,0.75,1,1.25,1.5.")
+    flags.DEFINE_bool("flip", False, "Also predict left-right flipped images (test time).")
+    flags.DEFINE_multi_string("postprocess", [], "Post-processing option overriding the "
+                              "model's, key=value (e.g. nms_kernel=13); repeatable.")
+
+
+def load_predictor_from_flags() -> Tuple:
+    """(predictor, step, checkpoint path) from the flags; exits with a one-line
+    error when the model directory, checkpoint or an option is wrong."""
+    from deeplab2.model.model_dir import ModelDirError
+
+    values = flags.FLAGS
+    if not values.model_dir:
+        sys.exit("error: --model_dir is required.")
+    try:
+        scales = tuple(float(s) for s in values.scales)
+        return load_predictor(values.model_dir, values.checkpoint, scales=scales,
+                              flip=values.flip,
+                              postprocess=parse_overrides(values.postprocess))
+    except (ModelDirError, ValueError) as error:
+        sys.exit(f"error: {error}")

@@ -1,0 +1,132 @@
+"""The contract between a model family and the rest of the library.
+
+A meta-architecture (Panoptic-DeepLab, Panoptic FPN, ...) is one object that
+the trainer, the evaluator, the predictor, the exporter and the profiler talk
+to; none of them branches on a family's name. It says:
+
+- `resolve`: which architecture and post-processing options the family takes,
+  with their defaults, and which output strides and crops it accepts,
+  validated (a typo is an error naming the option);
+- `build`: the Keras model for a `ModelConfig`: float images in [0, 255]
+  `[B, H, W, 3]` in, a dict of named float32 tensors out (the family's
+  `output_keys`);
+- `training_targets`: what the input pipeline adds to each example for
+  training, computed from the panoptic label;
+- `training_loss`: per-image losses of a batch (targets, outputs), one of them
+  `TOTAL_LOSS`;
+- `postprocess`: raw outputs (test-time augmented when the family declares
+  `dense_outputs`) to the common currency of predictions, below.
+
+The common currency, batched, int32 unless said otherwise:
+    SEMANTIC, INSTANCE, PANOPTIC: [B, H, W] maps
+        (panoptic id = class * label_divisor + k, void = ignore * divisor);
+    INSTANCE_SCORES (float32), INSTANCE_CLASSES, INSTANCE_PANOPTIC_IDS: [B, K]
+        tables, row i describing instance id i + 1 (void rows for none).
+"""
+import abc
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+TOTAL_LOSS = "total_loss"
+
+# How test-time augmentation combines one dense output over passes.
+SOFTMAX = "softmax"  # class logits: the softmax probabilities are averaged
+MEAN = "mean"  # a map averaged as it is (e.g. a center heatmap)
+OFFSET = "offset"  # (y, x) displacements in pixels: a flip negates x, a
+                   # scale multiplies them by the size ratio, then averaged
+
+
+class DenseOutput(NamedTuple):
+    """One raw output at input resolution and how TTA combines it.
+
+    kind: SOFTMAX, MEAN or OFFSET.
+    key: the key of the combined value given to `postprocess` (for SOFTMAX the
+        probabilities, e.g. "semantic_probabilities").
+    """
+    kind: str
+    key: str
+
+
+class MetaArchitecture(abc.ABC):
+    """A model family. Subclasses set the class attributes and implement the methods."""
+
+    #: Registry name, e.g. "panoptic_deeplab".
+    name: str = ""
+    #: Keys of the dict the model returns.
+    output_keys: Tuple[str, ...] = ()
+    #: Raw outputs that test-time augmentation combines, by output key. A
+    #: family whose post-processing reads other outputs (e.g. boxes) leaves
+    #: this empty and gets no test-time augmentation.
+    dense_outputs: Mapping[str, DenseOutput] = {}
+    #: Combined outputs worth drawing in prediction pictures (besides the
+    #: semantic and panoptic maps), e.g. a center heatmap.
+    visual_outputs: Tuple[str, ...] = ()
+    #: Checkpoint formats of other code bases the family's models initialize
+    #: from (`deeplab2.model.checkpoints.ForeignFormat`), e.g. deeplab2's.
+    foreign_checkpoint_formats: Tuple[Callable, ...] = ()
+
+    @abc.abstractmethod
+    def resolve(self, config):
+        """Validates a `ModelConfig` and fills in the family's defaults.
+
+        Returns the complete config (architecture and post-processing dicts
+        of JSON values), such that resolving it again returns it unchanged.
+
+        Raises:
+            ValueError naming an unknown option or an invalid value.
+        """
+
+    @abc.abstractmethod
+    def build(self, config, pretrained: bool = True) -> keras.Model:
+        """The model of a `ModelConfig` (variables not created yet).
+
+        `pretrained=False`: skip initial weights the config names (e.g. an
+        ImageNet backbone download) because a checkpoint will replace them.
+        """
+
+    @abc.abstractmethod
+    def training_targets(self, config) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+        """A function from one augmented int32 [H, W] panoptic label to the
+        targets the loss reads (Gin-configured here, at the edge)."""
+
+    @abc.abstractmethod
+    def training_loss(self, config) -> Callable[[Dict, Dict], Dict[str, tf.Tensor]]:
+        """A function (targets, outputs) -> {name: [batch] per-image loss},
+        with `TOTAL_LOSS` the one to minimize (Gin-configured here)."""
+
+    def padded_size(self, size, config):
+        """The smallest input side the model takes that is >= `size` (an int
+        or an int32 scalar tensor): `k * output_stride + 1` (k >= 1), the
+        align-corners convention of dense models, unless a family overrides it."""
+        stride = config.output_stride
+        k = (size - 2) // stride + 1
+        if isinstance(k, int):
+            return max(k, 1) * stride + 1
+        return tf.maximum(k, 1) * stride + 1
+
+    def scaled_size(self, size, scale: float, config):
+        """The valid input side nearest to `size` resized by `scale` (test-time
+        augmentation), `size` being valid itself; int or int32 tensor.
+
+        Computed in float32 either way (half to even), so that a traced model
+        and a Python caller agree.
+        """
+        stride = config.output_stride
+        factor = np.float32(scale / stride)
+        if isinstance(size, int):
+            k = int(np.round(np.float32(size - 1) * factor))
+            return max(k, 1) * stride + 1
+        k = tf.cast(tf.round(tf.cast(size - 1, tf.float32) * factor), tf.int32)
+        return tf.maximum(k, 1) * stride + 1
+
+    @abc.abstractmethod
+    def postprocess(self, outputs: Dict[str, tf.Tensor], config,
+                    options: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
+        """Raw (or TTA-combined) outputs -> the common currency above.
+
+        Must compile with XLA and use no float64, so that it runs inside an
+        exported model on any device.
+        """

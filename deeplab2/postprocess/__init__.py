@@ -1,4 +1,0 @@
-"""Post-processing of model outputs into semantic, instance and panoptic predictions."""
-from deeplab2.postprocess.panoptic_deeplab import panoptic_deeplab
-
-__all__ = ["panoptic_deeplab"]

@@ -1,0 +1,25 @@
+"""scripts/benchmark.py train: both steps run on the same batch and are timed."""
+import json
+
+import pytest
+
+from deeplab2.benchmarks import train
+
+
+@pytest.mark.slow
+def test_train_benchmark_times_the_compiled_and_the_uncompiled_step(capsys):
+    assert train.main(["--backbone", "mobilenet_v3_small", "--input_size", "65", "97",
+                       "--batch_size", "1", "--warmup", "1", "--repeats", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    result = report["backbones"]["mobilenet_v3_small"]
+    for name in ("uncompiled", "compiled"):
+        assert result[name]["median_s_per_step"] > 0
+        assert result[name]["examples_per_s"] == pytest.approx(
+            1 / result[name]["median_s_per_step"], rel=0.01)
+    # Both loops train the same model on the same batch: the same first loss (up to
+    # dropout masks, drawn by XLA or not).
+    assert result["compiled"]["first_total_loss"] == pytest.approx(
+        result["uncompiled"]["first_total_loss"], rel=1e-2)
+    assert result["compiled_speedup"] == pytest.approx(
+        result["uncompiled"]["median_s_per_step"] / result["compiled"]["median_s_per_step"],
+        rel=0.01)

@@ -1,0 +1,137 @@
+"""Run as a script on 2 logical CPUs: training steps and evaluations under the
+default strategy, MirroredStrategy and XLA, printed as one JSON object.
+
+    _distributed_checks.py RECORDS_DIR WORK_DIR
+
+Checks (each a key of the output):
+- "mirrored_step": one SGD step under MirroredStrategy vs the default strategy
+  (same global batch): losses and updated weights.
+- "compiled": one SGD step with the replica step compiled by XLA vs not, under
+  the default strategy and under MirroredStrategy (batch norm not
+  synchronized: XLA compiles no collective on CPUs), and a float16 step with
+  loss scaling; plus the dtypes found in the XLA-compiled step.
+- "mirrored_eval": the evaluation metrics under MirroredStrategy vs the default
+  strategy, with 2 images and a global batch of 4 (fillers pad the batch).
+"""
+import json
+import sys
+
+import tensorflow as tf
+
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from deeplab2.data import pipeline  # noqa: E402
+from deeplab2.evaluation.model_evaluation import Evaluator  # noqa: E402
+from deeplab2.inference import Predictor  # noqa: E402
+from deeplab2.model import build_model, get_meta_architecture  # noqa: E402
+from deeplab2.training.train_loop import LoopOptions, TrainLoop  # noqa: E402
+from deeplab2.utils.graph_dtypes import compiled_tensor_dtypes  # noqa: E402
+
+RECORDS, WORK_DIR = sys.argv[1], sys.argv[2]
+CROP = (65, 97)
+LEARNING_RATE = 1e-4
+SLIM = dict(semantic_aspp_channels=16, semantic_decoder_channels=16,
+            semantic_low_level_channels=(8, 8), semantic_head_channels=16,
+            instance_aspp_channels=16, instance_decoder_channels=8,
+            instance_low_level_channels=(8, 8), instance_head_channels=8)
+DEVICES = [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def tiny_model(strategy, **options):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = build_model(dataset="synthetic", backbone="mobilenet_v3_small",
+                            crop_size=CROP, **SLIM, **options)
+        for aspp in (model.semantic_aspp, model.instance_aspp):
+            aspp.dropout.rate = 0.0  # dropout masks are per replica: not comparable
+    return model
+
+
+def train_step(strategy, name, jit_compile=False, optimizer_fn=None, num_steps=1,
+               **options):
+    """Weights before and after `num_steps` steps, and the last losses."""
+    model = tiny_model(strategy, **options)
+    config = model.model_config
+    family = get_meta_architecture(config.meta_architecture)
+    with strategy.scope():
+        # SGD: the update is linear in the gradient, so weights compare at the
+        # gradients' precision (Adam's first step is lr * sign(g), which turns
+        # round-off in near-zero gradients into full-size differences).
+        optimizer = (optimizer_fn or (lambda: keras.optimizers.SGD(LEARNING_RATE)))()
+
+    def dataset_fn(context, start_step):
+        return pipeline.training_dataset(
+            f"{RECORDS}/train-*.tfrecord", config, family.training_targets(config),
+            global_batch_size=2, seed=0, start_step=start_step, input_context=context,
+            options=pipeline.TrainingInput(min_scale=1.0, max_scale=1.0, flip_prob=0.0))
+
+    loop = TrainLoop(strategy, model, family.training_loss(config), optimizer, dataset_fn,
+                     f"{WORK_DIR}/{name}",
+                     LoopOptions(num_steps=num_steps, global_batch_size=2, steps_per_loop=1,
+                                 jit_compile=jit_compile))
+    before = {v.path: v.numpy() for v in model.weights}
+    losses = loop.train()
+    return losses, before, {v.path: v.numpy() for v in model.weights}, loop
+
+
+def compare(reference, other):
+    """Largest weight difference relative to 1 + |w|, and update difference
+    relative to the largest update."""
+    _, before, after, _ = reference
+    _, before_other, after_other, _ = other
+    assert all(np.array_equal(before[k], before_other[k]) for k in before)
+    relative = {k: float(np.max(np.abs(after[k] - after_other[k]) / (1 + np.abs(after[k]))))
+                for k in after}
+    worst = max(relative, key=relative.get)
+    largest_update = max(float(np.max(np.abs(after[k] - before[k]))) for k in after)
+    update_difference = max(float(np.max(np.abs((after_other[k] - before[k])
+                                                 - (after[k] - before[k]))))
+                            for k in after)
+    return {"losses": reference[0], "other_losses": other[0],
+            "max_relative_weight_difference": relative[worst], "worst": worst,
+            "largest_update": largest_update, "update_difference": update_difference,
+            "num_weights": len(after), "same_names": sorted(after) == sorted(after_other)}
+
+
+def compiled_graph_dtypes(loop):
+    """Dtypes of every tensor of the XLA-compiled part of the training loop."""
+    concrete = loop.loop_function(1).get_concrete_function(loop.data_iterator(0))
+    return sorted({dtype.name for dtype in compiled_tensor_dtypes(concrete)})
+
+
+def evaluation(strategy):
+    model = tiny_model(strategy, postprocess={"center_threshold": 0.0, "nms_kernel": 3})
+    evaluator = Evaluator(f"{RECORDS}/val-*.tfrecord", batch_size=4, num_pictures=0)
+    result = evaluator.evaluate(Predictor(model), strategy, step=0)
+    return {k: result[k] for k in ("All", "Things", "Stuff", "pq_dagger", "miou", "AP",
+                                   "AP50", "AP75", "num_images")}
+
+
+default = tf.distribute.get_strategy()
+mirrored = tf.distribute.MirroredStrategy(DEVICES)
+report = {}
+single = train_step(default, "single")
+report["mirrored_step"] = compare(single, train_step(mirrored, "mirrored"))
+
+compiled_default = train_step(default, "compiled", jit_compile=True)
+report["compiled"] = {
+    "default": compare(single, compiled_default),
+    "mirrored": compare(train_step(mirrored, "plain_unsynced", synchronized_bn=False),
+                        train_step(mirrored, "compiled_unsynced", jit_compile=True,
+                                   synchronized_bn=False)),
+    "dtypes": compiled_graph_dtypes(compiled_default[3]),
+}
+keras.mixed_precision.set_global_policy("mixed_float16")
+report["compiled"]["float16"] = compare(
+    train_step(default, "float16", optimizer_fn=lambda: keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(LEARNING_RATE))),
+    train_step(default, "float16_compiled", jit_compile=True,
+               optimizer_fn=lambda: keras.optimizers.LossScaleOptimizer(
+                   keras.optimizers.SGD(LEARNING_RATE))))
+keras.mixed_precision.set_global_policy("float32")
+report["mirrored_eval"] = {"default": evaluation(default), "mirrored": evaluation(mirrored)}
+print(json.dumps(report))
