@@ -6,8 +6,8 @@ Cityscapes (19 classes) at the given crop, and times the trainer's own step
 on one fixed batch with real targets, repeated, so that the input pipeline
 does not count. The uncompiled and the XLA-compiled step (`jit_compile`) are
 timed alternately in one run, after a warm-up that includes compilation, so
-both see the same machine load (both start from the same weights, so their
-first losses agree). Prints one JSON object with the median seconds per step,
+both see the same machine load (both start from the same weights; their
+first losses differ by the dropout masks only). Prints one JSON object with the median seconds per step,
 examples/s and the speed-up of the compiled step.
 
 Usage (options only, no program name):

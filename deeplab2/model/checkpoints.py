@@ -26,7 +26,7 @@ SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 # training state (step, optimizer slots, random generators).
 BOOKKEEPING = ("_CHECKPOINTABLE_OBJECT_GRAPH",)
 TRAINING_STATE_ROOTS = ("save_counter", "step", "global_step", "optimizer",
-                        "backbone_optimizer", "rng", "random")
+                        "backbone_optimizer", "rng_states")
 # `init_from_checkpoint(required=...)` values besides a fraction.
 REQUIRED_ALL = "all"
 REQUIRED_BACKBONE = "backbone"
@@ -183,6 +183,14 @@ def stored_keys(reader: CheckpointReader, path: str = "") -> Dict[str, str]:
     return keys
 
 
+def weight_paths(reader: CheckpointReader, path: str = "") -> List[str]:
+    """Keys of the checkpoint's weights and object paths of its weight variables
+    (training state left out)."""
+    paths = list(weight_keys(reader))
+    paths += [key for key in stored_keys(reader, path) if not is_training_state(key)]
+    return sorted(set(paths))
+
+
 def compare(variables: Mapping[str, keras.Variable], path: str,
             reader: CheckpointReader) -> LoadReport:
     """What loading `{object path + SUFFIX: variable}` from `reader` would do."""
@@ -192,13 +200,13 @@ def compare(variables: Mapping[str, keras.Variable], path: str,
 
 def _match(variables, path, reader):
     """(LoadReport, {loaded key: stored key})."""
-    available = weight_keys(reader)
+    shapes = {key: tuple(shape) for key, shape in reader.get_variable_to_shape_map().items()}
     stored = stored_keys(reader, path)
     wanted = {strip(key): variable for key, variable in variables.items()}
     loaded, missing, mismatched, sources = [], [], [], {}
     for key, variable in wanted.items():
         source = stored.get(key + SUFFIX, key + SUFFIX)
-        shape = available.get(source)
+        shape = shapes.get(source)
         if shape is None:
             missing.append(key)
         elif shape != tuple(variable.shape):
@@ -207,7 +215,7 @@ def _match(variables, path, reader):
             loaded.append(key)
             sources[key] = source
     used = set(sources.values())
-    unused = sorted(strip(key) for key in available if key not in used)
+    unused = sorted(strip(key) for key in weight_keys(reader) if key not in used)
     return LoadReport(path, loaded, missing, unused, mismatched), sources
 
 
@@ -259,7 +267,7 @@ def init_from_checkpoint(model: keras.Model, path: str, model_key: str = "model"
     variables.
     """
     path, reader = open_checkpoint(path)
-    keys = list(weight_keys(reader)) + list(stored_keys(reader, path))
+    keys = weight_paths(reader, path)
     variables = _own_format(model, keys, model_key)
     for foreign in foreign_formats:
         if variables:

@@ -127,9 +127,11 @@ class TrainLoop:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = self.model(inputs[common.IMAGE], training=True)
-            losses = {name: tf.nn.compute_average_loss(
-                value, global_batch_size=self.options.global_batch_size)
-                for name, value in self.loss_fn(inputs, outputs).items()}
+            # Sum / global batch, as tf.nn.compute_average_loss, without its
+            # assertion (string constants have no place in a compiled step).
+            scale = 1.0 / self.options.global_batch_size
+            losses = {name: tf.reduce_sum(tf.cast(value, tf.float32)) * scale
+                      for name, value in self.loss_fn(inputs, outputs).items()}
             scaled = self.optimizer.scale_loss(losses[TOTAL_LOSS])
         return losses, tape.gradient(scaled, variables)
 

@@ -228,7 +228,7 @@ def load_deeplab2_checkpoint(model, path: str,
         checkpoint is not deeplab2's, or not of this architecture or class count.
     """
     path, reader = checkpoints.open_checkpoint(path)
-    keys = list(checkpoints.weight_keys(reader))
+    keys = checkpoints.weight_paths(reader, path)
     if not is_deeplab2_checkpoint(keys):
         sample = ", ".join(sorted(checkpoints.strip(k) for k in keys)[:5])
         raise checkpoints.CheckpointError(
@@ -245,7 +245,8 @@ def load_deeplab2_checkpoint(model, path: str,
 def checkpoint_num_classes(path: str) -> Optional[int]:
     """Classes a deeplab2 checkpoint predicts (its semantic last layer), or None
     for an encoder-only checkpoint."""
-    _, reader = checkpoints.open_checkpoint(path)
-    shape = checkpoints.weight_keys(reader).get(
-        "semantic_last_layer/kernel" + checkpoints.SUFFIX)
-    return None if shape is None else int(shape[-1])
+    path, reader = checkpoints.open_checkpoint(path)
+    key = "semantic_last_layer/kernel" + checkpoints.SUFFIX
+    key = checkpoints.stored_keys(reader, path).get(key, key)
+    shapes = reader.get_variable_to_shape_map()
+    return int(shapes[key][-1]) if key in shapes else None
