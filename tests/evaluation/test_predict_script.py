@@ -312,9 +312,6 @@ def test_fit_size_flag_reaches_the_predictor(setup, photos, tmp_path):
     (("--images=x.jpg", "--file_pattern=x"),
      "error: give exactly one of --images and --file_pattern."),
     (("--images=x.jpg",), "error: give exactly one of --model_dir and --saved_model."),
-    (("--images=x.jpg", "--saved_model=x"),
-     "error: --dataset: x/assets.extra/model_config.json not found (exported by an older "
-     "version?): pass --dataset, the model's dataset or its model directory."),
     (("--images=x.jpg", "--saved_model=x", "--dataset=synthetic", "--flip"),
      "error: --flip applies to --model_dir only (a SavedModel has it built in)."),
 ])
@@ -323,6 +320,11 @@ def test_bad_flag_combinations_fail_clearly(tmp_path, args, message):
 
 
 def test_photo_errors_fail_clearly(setup, photos, tmp_path):
+    line = _error_line(run_script(tmp_path, f"--saved_model={tmp_path}",
+                                  f"--images={photos['folder']}"))
+    assert line == (f"error: --dataset: {tmp_path}/assets.extra/model_config.json not "
+                    "found (exported by an older version?): pass --dataset, the model's "
+                    "dataset or its model directory.")
     line = _error_line(run_script(tmp_path, f"--model_dir={setup['model_dir']}",
                                   f"--images={tmp_path}/none-*.jpg"))
     assert line == f"error: --images: '{tmp_path}/none-*.jpg' matches no file."

@@ -1,4 +1,4 @@
-"""keras.applications weight mapping (offline) and partial checkpoints.
+"""keras.applications weight mapping (offline).
 
 The Keras applications are built with `weights=None` and random weights and
 batch-norm statistics (calibrated on a random batch so that deep features
@@ -7,7 +7,6 @@ still depend on the input); after copying, our features must equal theirs.
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from deeplab2.model import backbones
 from deeplab2.model.backbones import pretrained
