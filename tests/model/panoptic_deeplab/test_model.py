@@ -196,7 +196,8 @@ def test_build_model_with_gin(tiny_backbone):
         model = builder.build_model()
     finally:
         gin.clear_config()
-    assert tiny_backbone == {"name": "tiny", "output_stride": 32, "width": 2}
+    assert tiny_backbone == {"name": "tiny", "output_stride": 32, "width": 2,
+                             "bn_epsilon": 1e-3}
     assert model.num_classes == 19
     assert model.atrous_rates == (3, 6, 9)
     assert model.pool_size == (3, 5)
@@ -212,7 +213,8 @@ def test_build_model_with_gin(tiny_backbone):
 def test_build_model_variant_defaults_and_multi_grid(tiny_backbone):
     model = builder.build_model(backbone="tiny", dataset="synthetic", output_stride=16,
                                 multi_grid=[1, 2, 4], decoder_variant="deeplabv3plus")
-    assert tiny_backbone == {"name": "tiny", "output_stride": 16, "multi_grid": (1, 2, 4)}
+    assert tiny_backbone == {"name": "tiny", "output_stride": 16, "multi_grid": (1, 2, 4),
+                             "bn_epsilon": 1e-3}  # the model's, down to the backbone
     assert model.num_classes == model.model_config.dataset.num_classes
     assert model.semantic_low_level_channels == (48,)
     assert model.instance_low_level_channels == (32,)
