@@ -83,7 +83,15 @@ def main(argv):
     del argv  # unused
     configure_logging()
     from deeplab2.evaluation import coco_evaluation
+    from deeplab2.utils.paths import OutputPathError, prepare_output_dir, prepare_output_file
 
+    try:  # before minutes of evaluation
+        if _JSON_OUT.value:
+            prepare_output_file(_JSON_OUT.value, "--json_out")
+        if _OUTPUT_DIR.value:
+            prepare_output_dir(_OUTPUT_DIR.value, "--output_dir")
+    except OutputPathError as error:
+        sys.exit(f"error: {error}")
     if flags.FLAGS.model_dir:
         result = _evaluate_model()  # prints its table
         if _PER_CLASS.value:

@@ -20,16 +20,22 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the SavedM
                                   required=True)
 _XLA = flags.DEFINE_bool("xla", False, "Compile the whole serving function with XLA "
                          "(once per input size); the post-processing always is.")
+_MAX_SIDE = flags.DEFINE_integer("max_side", 4096, "Longest image side the SavedModel "
+                                 "serves; larger images get an error.", lower_bound=1)
 
 
 def main(argv):
     del argv  # unused
     configure_logging()
     from deeplab2 import export
+    from deeplab2.utils.paths import OutputPathError
 
     predictor, step, checkpoint = load_predictor_from_flags()
     try:
-        export.export_saved_model(predictor, _OUTPUT_DIR.value, jit_compile=_XLA.value)
+        export.export_saved_model(predictor, _OUTPUT_DIR.value, jit_compile=_XLA.value,
+                                  max_side=_MAX_SIDE.value)
+    except OutputPathError as error:
+        sys.exit(f"error: --{error}")
     except OSError as error:
         sys.exit(f"error: cannot write {_OUTPUT_DIR.value}: {error.strerror or error}")
     print(f"Wrote {_OUTPUT_DIR.value} from {checkpoint} (step {step}): signature "

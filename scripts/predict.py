@@ -95,10 +95,13 @@ def _predict_records():
     except (RecordFileError, ValueError) as error:
         sys.exit(f"error: {error}")
     writer = PredictionWriter(_OUTPUT_DIR.value, predictor.info, _formats(), _SPLIT.value)
-    count = predict_and_write(
-        predictor.batch_function(), batches, writer,
-        picture_dir=os.path.join(_OUTPUT_DIR.value, "pictures"),
-        num_pictures=_NUM_PICTURES.value)
+    try:
+        count = predict_and_write(
+            predictor.batch_function(), batches, writer,
+            picture_dir=os.path.join(_OUTPUT_DIR.value, "pictures"),
+            num_pictures=_NUM_PICTURES.value)
+    except ValueError as error:  # an image id that is no safe file name; the JSON is not written
+        sys.exit(f"error: {_FILE_PATTERN.value}: {error}")
     paths = writer.close()
     print(f"Predicted {count} images of {_FILE_PATTERN.value} with {checkpoint} (step "
           f"{step}); wrote {', '.join(paths.values())}")
@@ -238,6 +241,12 @@ def main(argv):
     configure_logging()
     error = _flag_error()
     if error:
+        sys.exit(f"error: {error}")
+    from deeplab2.utils.paths import OutputPathError, prepare_output_dir
+
+    try:
+        prepare_output_dir(_OUTPUT_DIR.value, "--output_dir")
+    except OutputPathError as error:
         sys.exit(f"error: {error}")
     if _IMAGES.value is not None:
         _predict_photos()

@@ -4,9 +4,11 @@ Example:
   python scripts/visualize.py --tfrecord_pattern='data/cityscapes/val-*.tfrecord' \
       --dataset=cityscapes --output_dir=/tmp/vis --max_examples=5
 """
+import sys
+
 from absl import app, flags
 
-from deeplab2.data.dataset_info import get_dataset_info
+from deeplab2.data.dataset_info import UnknownDatasetError, get_dataset_info
 from deeplab2.vis import records
 
 _PATTERN = flags.DEFINE_string("tfrecord_pattern", None,
@@ -22,7 +24,10 @@ _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", 10,
 
 def main(argv):
     del argv  # unused
-    info = get_dataset_info(_DATASET.value)
+    try:
+        info = get_dataset_info(_DATASET.value)
+    except UnknownDatasetError as error:
+        sys.exit(f"error: --dataset: {error}")
     limit = _MAX_EXAMPLES.value if _MAX_EXAMPLES.value > 0 else None
     paths = records.write_pictures(records.read_examples(_PATTERN.value), info,
                                    _OUTPUT_DIR.value, limit)

@@ -542,13 +542,20 @@ _REGISTRY: Dict[str, DatasetInfo] = {
 }
 
 
+class UnknownDatasetError(KeyError):
+    """A dataset name that is not registered."""
+
+    def __str__(self):  # the message, without KeyError's quotes
+        return str(self.args[0])
+
+
 def get_dataset_info(name: str) -> DatasetInfo:
     """Returns the descriptor registered under `name` (e.g. "cityscapes")."""
     try:
         return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"Unknown dataset {name!r}; known datasets: "
-                                      f"{', '.join(sorted(_REGISTRY))}.") from None
+    except (KeyError, TypeError):
+        raise UnknownDatasetError(f"Unknown dataset {name!r}; known datasets: "
+                                  f"{', '.join(sorted(_REGISTRY))}.") from None
 
 
 def dataset_names() -> Tuple[str, ...]:

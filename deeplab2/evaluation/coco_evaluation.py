@@ -21,6 +21,7 @@ from deeplab2.evaluation.coco_format import FormatError
 from deeplab2.evaluation.evaluator import MetricSet, image_statistics
 from deeplab2.evaluation.overlaps import SegmentError, image_overlaps
 from deeplab2.evaluation.panoptic_quality import GROUPS, Category, PQStats
+from deeplab2.utils.paths import UnsafePathError, path_inside
 from deeplab2.utils.progress import Progress
 
 Pair = Tuple[str, Mapping, str, Mapping]
@@ -65,17 +66,46 @@ def _score_pair(pair: Pair, categories: Mapping[int, int], gt_source: str,
     return image_statistics(overlaps, len(categories))
 
 
-def _pairs(gt: Mapping, gt_dir: str, pred: Mapping, pred_dir: str,
-           pred_json: str) -> List[Pair]:
-    predictions = {a["image_id"]: a for a in pred["annotations"]}
-    pairs = []
-    for annotation in gt["annotations"]:
+def _by_image(data: Mapping, source: str) -> Dict:
+    """{image id: annotation}; a repeated image id is an error, since it would
+    score an image twice or hide one prediction behind another."""
+    annotations = {}
+    for annotation in data["annotations"]:
         image = annotation["image_id"]
+        try:
+            repeated = image in annotations
+        except TypeError:  # unhashable: a list or an object
+            raise FormatError(f"{source}: image_id {image!r} is not a number or a "
+                              "string") from None
+        if repeated:
+            raise FormatError(f"{source}: image {image!r} has more than one annotation; "
+                              "expected one per image")
+        annotations[image] = annotation
+    return annotations
+
+
+def _pairs(gt: Mapping, gt_json: str, gt_dir: str, pred: Mapping, pred_json: str,
+           pred_dir: str) -> List[Pair]:
+    gt_annotations = _by_image(gt, gt_json)
+    predictions = _by_image(pred, pred_json)
+    pairs = []
+    for image, annotation in gt_annotations.items():
         if image not in predictions:
             raise FormatError(f"no prediction for image {image} in {pred_json}")
-        pairs.append((os.path.join(gt_dir, annotation["file_name"]), annotation,
-                      os.path.join(pred_dir, predictions[image]["file_name"]),
-                      predictions[image]))
+        prediction = predictions[image]
+        for data, source in ((annotation, gt_json), (prediction, pred_json)):
+            if not isinstance(data["segments_info"], list):
+                raise FormatError(f"{source}: segments_info of image {image!r} is "
+                                  f"{data['segments_info']!r}; expected a list")
+        try:
+            pairs.append((path_inside(gt_dir, annotation["file_name"],
+                                      f"{gt_json}: file_name of image {image!r}"),
+                          annotation,
+                          path_inside(pred_dir, prediction["file_name"],
+                                      f"{pred_json}: file_name of image {image!r}"),
+                          prediction))
+        except UnsafePathError as e:
+            raise FormatError(str(e)) from None
     return pairs
 
 
@@ -93,7 +123,7 @@ def evaluate_coco_panoptic(gt_json: str, gt_dir: str, pred_json: str,
     pred = coco_format.load_json(pred_json)
     categories = gt_categories(gt, gt_json)
     index = coco_format.category_index(gt["categories"])
-    pairs = _pairs(gt, gt_dir, pred, pred_dir, pred_json)
+    pairs = _pairs(gt, gt_json, gt_dir, pred, pred_json, pred_dir)
     metrics = MetricSet(categories)
     score = functools.partial(_score_pair, categories=index,
                               gt_source=gt_json, pred_source=pred_json)

@@ -39,13 +39,21 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
 
 
 def _open_rgb(path: str) -> Image.Image:
-    """The decoded PNG in RGB mode."""
+    """The decoded PNG in RGB mode; FormatError for a missing, unreadable,
+    corrupt or non-PNG file."""
     try:
         image = Image.open(path)
     except FileNotFoundError:
         raise FormatError(f"missing PNG file {path}") from None
+    except OSError as e:  # a folder, no permission, not an image
+        raise FormatError(f"cannot read PNG file {path}: {e}") from None
     with image:
-        image.load()
+        if image.format != "PNG":
+            raise FormatError(f"{path} is {image.format}; expected a PNG")
+        try:
+            image.load()
+        except (OSError, SyntaxError) as e:  # truncated or garbled data
+            raise FormatError(f"corrupt PNG file {path}: {e}") from None
         return image if image.mode == "RGB" else image.convert("RGB")
 
 

@@ -26,6 +26,7 @@ from deeplab2.evaluation.overlaps import (array_label_map, image_overlaps,
                                           panoptic_describer)
 from deeplab2.evaluation.panoptic_quality import (PanopticQuality, PQStats,
                                                   dataset_categories, match_segments)
+from deeplab2.utils.paths import path_inside
 from deeplab2.utils.progress import Progress
 
 _PQ_FIELDS = ("tp", "fp", "fn", "iou", "dagger_iou", "dagger_gt")
@@ -195,7 +196,8 @@ def evaluate_dataset(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
         batch = {k: np.asarray(v) for k, v in batch.items()}
         for i, _, name in score_batch(metrics, batch, predictions, first_index=seen):
             if picture_dir and drawn < num_pictures:
-                save_png(os.path.join(picture_dir, f"{drawn:05d}_{name}.png"),
+                save_png(path_inside(picture_dir, f"{drawn:05d}_{name}.png",
+                                     f"image id {name!r}"),
                          render_prediction(batch, predictions, i, info))
                 drawn += 1
             progress.update()

@@ -24,6 +24,7 @@ import numpy as np
 from deeplab2 import common
 from deeplab2.data.dataset_info import DatasetInfo
 from deeplab2.evaluation import coco_format
+from deeplab2.utils.paths import UnsafePathError, path_inside
 from deeplab2.utils.progress import Progress
 
 FORMATS = ("coco", "cityscapes")
@@ -94,12 +95,16 @@ class PredictionWriter:
         """Writes the PNGs of one HxW `class * label_divisor + instance` map."""
         if image_id in self.image_ids:
             raise ValueError(f"Image {image_id} was already written.")
+        for _, png_dir in self.paths.values():  # before anything is written
+            path_inside(png_dir, image_id, "image id")
         self.image_ids.add(image_id)
         check_panoptic(panoptic, self.info, image_id)
         ids, segments = panoptic_segments(panoptic, self.info)
         for fmt, (_, png_dir) in self.paths.items():
             file_name = image_id + _SUFFIXES[fmt]
-            coco_format.write_panoptic_png(os.path.join(png_dir, file_name), ids)
+            path = os.path.join(png_dir, file_name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)  # ids may hold subfolders
+            coco_format.write_panoptic_png(path, ids)
             self.annotations[fmt].append({"image_id": json_image_id(image_id),
                                           "file_name": file_name,
                                           "segments_info": segments})
@@ -120,8 +125,12 @@ def read_predictions(json_path: str, png_dir: str,
     raises coco_format.FormatError when a segment's category is not its class."""
     maps = {}
     for annotation in coco_format.load_json(json_path)["annotations"]:
-        ids = coco_format.read_panoptic_png(
-            os.path.join(png_dir, annotation["file_name"]))
+        try:
+            path = path_inside(png_dir, annotation["file_name"],
+                               f"{json_path}: file_name of image {annotation['image_id']!r}")
+        except UnsafePathError as e:
+            raise coco_format.FormatError(str(e)) from None
+        ids = coco_format.read_panoptic_png(path)
         for segment in annotation["segments_info"]:
             cls = (segment["id"] - 1) // info.label_divisor
             if not 0 <= cls < info.num_classes or (
@@ -165,7 +174,8 @@ def predict_and_write(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
             image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
             writer.add(image_id, predictions[common.PANOPTIC][i, :height, :width])
             if picture_dir and count < num_pictures:
-                save_png(os.path.join(picture_dir, f"{count:05d}_{image_id}.png"),
+                save_png(path_inside(picture_dir, f"{count:05d}_{image_id}.png",
+                                     f"image id {image_id!r}"),
                          render_prediction(batch, predictions, i, writer.info,
                                            height, width))
             count += 1

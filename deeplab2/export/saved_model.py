@@ -24,6 +24,7 @@ int32 [K] (row i describes instance id i + 1; see deeplab2.model.meta).
 """
 import os
 import shutil
+import tempfile
 from typing import Dict
 
 import keras
@@ -32,6 +33,8 @@ import tensorflow as tf
 from deeplab2 import common
 from deeplab2.inference import Predictor
 from deeplab2.model.meta import CONFIG_FILE
+from deeplab2.utils.paths import (OutputPathError, prepare_output_dir,
+                                  remove_stale_temporaries, temporary_prefix)
 
 INPUT_KEY = "image"
 EXTRA_DIR = "assets.extra"
@@ -39,21 +42,40 @@ ENDPOINT = "serve"
 MAP_KEYS = (common.PANOPTIC, common.SEMANTIC, common.INSTANCE)
 INSTANCE_KEYS = (common.INSTANCE_SCORES, common.INSTANCE_CLASSES,
                  common.INSTANCE_PANOPTIC_IDS)
+DEFAULT_MAX_SIDE = 4096
 INPUT_SIGNATURE = (tf.TensorSpec([None, None, 3], tf.uint8, name=INPUT_KEY),)
 
 
-def serving_function(predictor: Predictor, jit_compile: bool = False) -> tf.types.experimental.GenericFunction:
-    """The exported computation as a tf.function of one uint8 image."""
+def serving_function(predictor: Predictor, jit_compile: bool = False,
+                     max_side: int = DEFAULT_MAX_SIDE) -> tf.types.experimental.GenericFunction:
+    """The exported computation as a tf.function of one uint8 image; images
+    with a side longer than `max_side` are refused with InvalidArgumentError
+    (memory grows with the image: 4000x4000 took 2.3 GB with a tiny model)."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+
+    def compute(image):
+        predictions = predictor.predict_image(image)
+        return {key: predictions[key] for key in MAP_KEYS + INSTANCE_KEYS}
+
+    compute = tf.function(compute, jit_compile=jit_compile)
+
     def serve(image: tf.Tensor) -> Dict[str, tf.Tensor]:
         # Signature calls skip the shape check of tf.function calls: check at run time.
         image = tf.ensure_shape(image, INPUT_SIGNATURE[0].shape, name="check_image_shape")
-        predictions = predictor.predict_image(image)
-        return {key: predictions[key] for key in MAP_KEYS + INSTANCE_KEYS}
-    return tf.function(serve, input_signature=INPUT_SIGNATURE, jit_compile=jit_compile)
+        # Outside the compiled part: XLA drops assertions (whose message is
+        # the only string tensor of the graph).
+        with tf.name_scope("check_image_side"):
+            tf.debugging.assert_less_equal(
+                tf.reduce_max(tf.shape(image)[:2]), max_side,
+                message=f"image side exceeds the maximum of {max_side} pixels this model "
+                "was exported with (export_model.py --max_side)")
+        return compute(image)
+    return tf.function(serve, input_signature=INPUT_SIGNATURE)
 
 
-def export_saved_model(predictor: Predictor, output_dir: str,
-                       jit_compile: bool = False) -> None:
+def export_saved_model(predictor: Predictor, output_dir: str, jit_compile: bool = False,
+                       max_side: int = DEFAULT_MAX_SIDE) -> None:
     """Writes the SavedModel of `predictor` (see the module docstring) to
     `output_dir`, replacing what is there only once the new one is complete.
 
@@ -61,19 +83,23 @@ def export_saved_model(predictor: Predictor, output_dir: str,
         predictor: model, test-time augmentation and post-processing options.
         jit_compile: compile the whole serving function with XLA, once per
             input size (by default only the post-processing is, per padded size).
+        max_side: longest image side served; longer ones are refused.
     """
     archive = keras.export.ExportArchive()
     archive.track(predictor.model)
-    archive.add_endpoint(ENDPOINT, serving_function(predictor, jit_compile))
+    archive.add_endpoint(ENDPOINT, serving_function(predictor, jit_compile, max_side))
     output_dir = output_dir.rstrip("/")
     if "://" in output_dir:  # object stores have no atomic rename of folders
         archive.write_out(output_dir, verbose=False)
         _write_config(predictor, output_dir)
         return
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    temporary = os.path.join(parent, f".{os.path.basename(output_dir)}.incomplete-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise OutputPathError(f"output_dir {output_dir} is a file; expected a SavedModel "
+                              "folder")
+    parent = prepare_output_dir(os.path.dirname(os.path.abspath(output_dir)), "output_dir")
+    name = os.path.basename(output_dir)
+    remove_stale_temporaries(parent, name)
+    temporary = tempfile.mkdtemp(prefix=temporary_prefix(name), dir=parent)
     try:
         archive.write_out(temporary, verbose=False)
         _write_config(predictor, temporary)

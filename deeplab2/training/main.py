@@ -7,6 +7,7 @@ or a name under that folder); the bindings given are written to
 `model_dir/config.gin`, the values used to `operative_config.gin`, and the
 model's own configuration to `model_dir/model_config.json`.
 """
+import sys
 
 from absl import app, flags
 
@@ -33,6 +34,12 @@ def main(argv) -> None:
         raise app.UsageError("--model_dir is required.")
     configure_logging()
     parse_gin_flags_or_exit()
+    from deeplab2.utils.paths import OutputPathError, prepare_output_dir
+
+    try:
+        prepare_output_dir(FLAGS.model_dir, "--model_dir")
+    except OutputPathError as error:
+        sys.exit(f"error: {error}")
     run_mode(FLAGS.mode, FLAGS.model_dir, FLAGS.tpu)
 
 

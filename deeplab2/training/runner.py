@@ -5,10 +5,12 @@ Each mode builds the Gin-bound `Trainer` and, when it evaluates, the Gin-bound
 evaluation share the strategy and the model; every worker runs the same code
 and only the chief writes files.
 """
+import re
 import sys
 
 import tensorflow as tf
 
+from deeplab2.data.dataset_info import UnknownDatasetError
 from deeplab2.data.records import RecordFileError
 from deeplab2.evaluation.model_evaluation import Evaluator
 from deeplab2.inference import build_predictor
@@ -113,6 +115,31 @@ def continuous_evaluate(run: _Run) -> dict:
     return result
 
 
+def one_line(error: Exception) -> str:
+    """The error's message on one line; Gin's added lines ("In call to
+    configurable 'X' (<function ...>)") become "(in X)"."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    configurables = [m.group(1) for line in lines
+                     for m in [re.match(r"In call to configurable '([\w.]+)'", line)] if m]
+    text = " ".join(line for line in lines if not line.startswith("In call to configurable"))
+    return text + "".join(f" (in {name})" for name in configurables)
+
+
+def lost_peer_message(error: Exception, strategy, model_dir: str) -> str:
+    """One line for a collective that failed because another process of the
+    cluster went away (a preempted or killed worker)."""
+    text = " ".join(str(getattr(error, "message", error)).split())
+    match = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", text)
+    peer = f"{match.group(1)} {match.group(2)}" if match else "another worker"
+    resolver = getattr(strategy, "cluster_resolver", None)
+    me = (f"{resolver.task_type} {resolver.task_id}"
+          if resolver is not None and getattr(resolver, "task_type", None) else "this worker")
+    return (f"lost contact with {peer} ({me} of {distribute.num_workers(strategy)} "
+            f"workers reports {type(error).__name__}: {text[:200]}). Restart every worker "
+            f"with the same command: training resumes from the last checkpoint in "
+            f"{model_dir}.")
+
+
 MODES = {"train": train, "eval": evaluate_latest, "train_and_eval": train_and_evaluate,
          "continuous_eval": continuous_evaluate}
 
@@ -126,8 +153,16 @@ def run(mode: str, model_dir: str, tpu=None) -> dict:
         active = _Run(model_dir, tpu, evaluates=mode != "train")
         return MODES[mode](active)
     except (MissingDataError, NonFiniteLossError, RecordFileError, ConfigMismatchError,
-            model_dir_lib.ModelDirError, checkpoints.CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
+            model_dir_lib.ModelDirError, checkpoints.CheckpointError,
+            UnknownDatasetError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(1)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError) as error:
+        if active is None or distribute.num_workers(active.strategy) < 2:
+            raise
+        print(f"error: {lost_peer_message(error, active.strategy, model_dir)}",
+              file=sys.stderr)
         sys.exit(1)
     finally:
         if active is not None and active.is_chief:

@@ -35,7 +35,8 @@ from deeplab2.utils.progress import Progress
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised when a loss becomes NaN or Inf; nothing is saved after it."""
+    """Raised when a loss or a variable becomes NaN or Inf; nothing is saved
+    after it, so the latest checkpoint stays the last finite one."""
 
 
 @dataclasses.dataclass
@@ -86,6 +87,11 @@ class TrainLoop:
         self.is_chief = distribute.is_chief(strategy)
         directory = model_dir if self.is_chief else os.path.join(
             model_dir, f".worker-{distribute.worker_id(strategy)}-tmp")
+        if not self.is_chief and tf.io.gfile.exists(directory):
+            # Left by a killed run of this worker; only this worker writes it.
+            tf.io.gfile.rmtree(directory)
+            print(f"Removed {directory}, left by an interrupted run of this worker.",
+                  flush=True)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, directory, max_to_keep=options.keep_checkpoints,
             step_counter=self.step)
@@ -95,6 +101,22 @@ class TrainLoop:
             self.preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
                 strategy.cluster_resolver, self.manager)
         self._loops = {}
+        self._variables_finite = None
+
+    def variables_finite(self) -> bool:
+        """Whether every floating-point variable of the model and the optimizer
+        is finite (one fused reduction; checked before anything is saved)."""
+        if self._variables_finite is None:
+            variables = [v for v in self.model.variables + self.optimizer.variables
+                         if tf.as_dtype(v.dtype).is_floating]
+
+            @tf.function
+            def all_finite():
+                return tf.reduce_all(tf.stack(
+                    [tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+            self._variables_finite = all_finite
+        return bool(self._variables_finite().numpy())
 
     def restore(self) -> int:
         """Restores the latest checkpoint in model_dir, if any; returns the step.
@@ -163,6 +185,9 @@ class TrainLoop:
     def _build_loop(self, num_steps_in_loop: int):
         strategy = self.strategy
 
+        # A function of its own: called before and inside the loop below, it
+        # is traced once (tracing the step is most of a run's start-up time).
+        @tf.function
         def one_step(iterator):
             losses, non_finite = strategy.run(self._replica_step, args=(next(iterator),))
             losses = {k: strategy.reduce("SUM", v, axis=None) for k, v in losses.items()}
@@ -217,14 +242,21 @@ class TrainLoop:
             n = min(n, opts.checkpoint_every - step % opts.checkpoint_every)
             tick = time.monotonic()
             losses, finite, first_bad = self.loop_function(n)(iterator)
-            if not bool(finite.numpy()):
+            finite = bool(finite.numpy())
+            elapsed = time.monotonic() - tick
+            if not finite:
                 raise NonFiniteLossError(
                     f"Loss became NaN or Inf at step {int(first_bad.numpy())} "
                     f"(losses at step {int(self.step.numpy())}: "
                     f"{ {k: float(v.numpy()) for k, v in losses.items()} }). "
                     f"Training stopped; the last good checkpoint in {self.model_dir} "
                     "is untouched. Lower the learning rate or check the data.")
-            elapsed = time.monotonic() - tick
+            if not self.variables_finite():
+                raise NonFiniteLossError(
+                    f"Weights became NaN or Inf by step {int(self.step.numpy())} "
+                    f"(last losses: { {k: float(v.numpy()) for k, v in losses.items()} }). "
+                    f"Training stopped; the last good checkpoint in {self.model_dir} "
+                    "is untouched. Lower the learning rate or check the data.")
             step = int(self.step.numpy())
             last = {k: float(v.numpy()) for k, v in losses.items()}
             lr = float(self.optimizer.learning_rate.numpy()) if hasattr(

@@ -559,3 +559,90 @@ def test_scripts_reject_num_shards_with_shard_bytes(tmp_path, script, args):
     assert result.stderr.strip().splitlines() == [
         "error: --num_shards and --shard_bytes are alternatives; pass at most one"]
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------ malformed JSON, unsafe names
+
+
+def _edit_json(path, change):
+    with open(path) as f:
+        data = json.load(f)
+    change(data)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+_JSON_BREAKS = {
+    # name: (change of the panoptic JSON, message pattern)
+    "duplicate-image-id": (lambda d: d["images"].__setitem__(1, dict(d["images"][1], id=1)),
+                           r"image ids \[1\] appear more than once in 'images'"),
+    "duplicate-annotation": (lambda d: d["annotations"].append(d["annotations"][0]),
+                             r"image ids \[1\] appear more than once in 'annotations'"),
+    "annotation-without-image": (lambda d: d["images"].pop(2),
+                                 r"annotations of image ids \[3\] have no entry in 'images'"),
+    "iscrowd-yes": (lambda d: d["annotations"][0]["segments_info"][0].__setitem__(
+        "iscrowd", "yes"), "segment 300 of image 1: .*iscrowd 0 or 1"),
+    "integer-file-name": (lambda d: d["images"][0].__setitem__("file_name", 12),
+                          "file_name of image 1: expected a file name string, got 12"),
+    "dotdot-image": (lambda d: d["images"][0].__setitem__("file_name", "../../secret.png"),
+                     r"file_name of image 1: '../../secret.png' leads outside"),
+    "absolute-image": (lambda d: d["images"][0].__setitem__("file_name", "/etc/passwd"),
+                       "file_name of image 1: '/etc/passwd' is an absolute path"),
+    "dotdot-label": (lambda d: d["annotations"][1].__setitem__("file_name", "../x.png"),
+                     r"file_name of the annotation of image 2: '../x.png' leads outside"),
+    "empty-label": (lambda d: d["annotations"][1].__setitem__("file_name", ""),
+                    "file_name of the annotation of image 2: '' is not a file name"),
+    "nul-label": (lambda d: d["annotations"][1].__setitem__("file_name", "a\0.png"),
+                  r"file_name of the annotation of image 2: 'a\\x00.png' is not a file name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_JSON_BREAKS))
+def test_coco_json_problems_are_errors_naming_the_ids(tmp_path, previous_outputs, case):
+    change, pattern = _JSON_BREAKS[case]
+    root = str(tmp_path / "src")
+    panoptic_json = write_coco(root, _coco_annotations())
+    _edit_json(panoptic_json, change)
+    before = _snapshot(tmp_path)
+    with pytest.raises((ConversionError, ValueError), match=pattern) as error:
+        convert_coco(panoptic_json, f"{root}/panoptic", f"{root}/images", str(tmp_path),
+                     split="val", num_workers=1)
+    assert panoptic_json in str(error.value)
+    assert _snapshot(tmp_path).keys() == before.keys()
+
+
+def test_a_killed_run_leaves_a_temporary_folder_the_next_run_removes(tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no process has any more
+    stale = tmp_path / f".val.incomplete-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "shard-00000.tfrecord").write_bytes(b"half")
+    alive = tmp_path / f".val.incomplete-{os.getppid()}-def"  # a running writer's
+    alive.mkdir()
+    other_split = tmp_path / f".train.incomplete-{dead.pid}-ghi"
+    other_split.mkdir()
+    write_split(["v"], _toy_convert, str(tmp_path), "val", "toy", num_workers=1)
+    assert not stale.exists() and alive.exists() and other_split.exists()
+    assert f"Removed 1 temporary folder(s) an interrupted run left in {tmp_path}" in (
+        capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--output_dir={tmp}/out", "--num_train=1", "--num_val=1"],
+     "error: output_dir {tmp}/out is a file; expected a folder"),
+    (["--output_dir={tmp}/out/sub", "--num_train=1", "--num_val=1"],
+     "error: output_dir {tmp}/out/sub: cannot create the folder: Not a directory"),
+    (["--output_dir={tmp}/new", "--num_train=0", "--num_val=0"],
+     "error: Need non-negative scene counts, not both 0; got num_train=0, num_val=0."),
+])
+def test_bad_output_folders_and_counts_are_one_line_errors(tmp_path, args, message):
+    (tmp_path / "out").write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts/convert_synthetic.py"),
+         *(a.format(tmp=tmp_path) for a in args)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
+        timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [message.format(tmp=tmp_path)]
+    assert (tmp_path / "out").read_text() == "not a folder"
+    assert not (tmp_path / "new").exists()

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import shared_subdir
 from evaluation_cases import load_sample, perturb, write_set
@@ -142,6 +143,20 @@ def no_prediction(data):
     data["annotations"].pop(1)
 
 
+def duplicate_annotation(data):
+    data["annotations"].append(data["annotations"][0])
+
+
+def null_segments(data):
+    data["annotations"][1]["segments_info"] = None
+
+
+def escaping_file_name(name):
+    def change(data):
+        data["annotations"][1]["file_name"] = name
+    return change
+
+
 @pytest.mark.parametrize("side,change,message", [
     (2, drop_segment, r"image 2: predicted segment id 9 covers 6 pixels .* not "
                       "listed"),
@@ -151,6 +166,18 @@ def no_prediction(data):
     (2, unknown_category, r"image 2, segment id 5 has unknown category_id 3"),
     (2, duplicate_segment, r"image 2, segment id 5 is listed twice"),
     (2, no_prediction, r"no prediction for image 2"),
+    # A repeated ground truth would be scored twice, a repeated prediction
+    # would hide another.
+    (0, duplicate_annotation, r"/gt.json: image 1 has more than one annotation"),
+    (2, duplicate_annotation, r"/pred.json: image 1 has more than one annotation"),
+    (2, null_segments, r"segments_info of image 2 is None; expected a list"),
+    (0, null_segments, r"segments_info of image 2 is None; expected a list"),
+    (2, escaping_file_name("../gt/2.png"), r"file_name of image 2: '../gt/2.png' leads "
+                                           "outside"),
+    (2, escaping_file_name("/etc/passwd"), r"file_name of image 2: '/etc/passwd' is an "
+                                           "absolute path"),
+    (0, escaping_file_name(""), r"file_name of image 2: '' is not a file name"),
+    (0, escaping_file_name("a\0.png"), r"file_name of image 2: 'a\\x00.png' is not"),
 ])
 def test_malformed_json_is_named(files, side, change, message):
     edit_json(files[side], change)
@@ -172,4 +199,17 @@ def test_mismatched_size_and_missing_files_are_named(files, tmp_path):
                                files[3])
     edit_json(files[0], lambda d: d.pop("categories"))
     with pytest.raises(FormatError, match="no 'categories' list"):
+        evaluate_coco_panoptic(*files)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(p.read_bytes()[:60]), "corrupt PNG file .*pred/2.png"),
+    (lambda p: p.write_bytes(b"not an image at all"), "cannot read PNG file .*pred/2.png"),
+    (lambda p: Image.new("RGB", (8, 6)).save(p, format="JPEG"), "pred/2.png is JPEG; "
+                                                                 "expected a PNG"),
+    (lambda p: (p.unlink(), p.mkdir()), "cannot read PNG file .*pred/2.png"),
+])
+def test_broken_prediction_files_are_named(files, tmp_path, damage, message):
+    damage(tmp_path / "pred" / "2.png")
+    with pytest.raises(FormatError, match=message):
         evaluate_coco_panoptic(*files)

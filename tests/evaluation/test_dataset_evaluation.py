@@ -113,3 +113,13 @@ def test_fillers_of_a_padded_batch_are_not_scored():
                    for k in prediction}
     result = evaluate_dataset(lambda b: predictions, [stacked], INFO)
     assert result["num_images"] == 1 and result["All"]["pq"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("image_id", ["../../x", "a/../../../x", "x\0y"])
+def test_picture_names_from_image_ids_never_leave_the_picture_folder(tmp_path, image_id):
+    batch, prediction = _batch_and_perfect_prediction(0)
+    batch[common.IMAGE_ID] = np.array([image_id.encode()])
+    with pytest.raises(ValueError, match="image id"):
+        evaluate_dataset(lambda b: prediction, [batch], INFO,
+                         picture_dir=str(tmp_path / "a" / "pictures"), num_pictures=1)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -56,6 +56,12 @@ def test_evaluate_script_writes_json_and_reports_errors(shared_data, tmp_path):
         [sys.executable, script, *gt, "--pred_json", gt[1], "--pred_dir",
          str(tmp_path)], capture_output=True, text=True)
     assert failed.returncode == 1 and "error: missing PNG file" in failed.stderr
+    into_a_folder = subprocess.run(
+        [sys.executable, script, *gt, "--pred_json", gt[1], "--pred_dir", gt[3],
+         "--json_out", str(tmp_path)], capture_output=True, text=True)
+    assert into_a_folder.returncode == 1
+    assert into_a_folder.stderr.strip().splitlines() == [
+        f"error: --json_out {tmp_path} is a folder; expected a file name"]
 
 
 def test_benchmark_reports_identical_numbers(capsys):

@@ -186,3 +186,27 @@ def test_predict_and_write_crops_and_draws(tmp_path):
     with pytest.raises(ValueError, match="no 'panoptic' map"):
         predict_and_write(lambda batch: {common.SEMANTIC: panoptic}, [batch],
                           PredictionWriter(str(tmp_path / "x"), info))
+
+
+@pytest.mark.parametrize("image_id, message", [
+    ("../../x", "'../../x' leads outside"),
+    ("/abs/path", "'/abs/path' is an absolute path"),
+    ("", "'' is not a file name"),
+    ("a\0b", r"'a\\x00b' is not a file name"),
+])
+def test_image_ids_from_records_never_leave_the_output_folder(tmp_path, image_id, message):
+    writer = PredictionWriter(str(tmp_path / "out"), get_dataset_info("synthetic"),
+                              ["coco", "cityscapes"])
+    with pytest.raises(ValueError, match=f"image id: {message}"):
+        writer.add(image_id, np.zeros((2, 2), np.int64))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_a_record_id_with_subfolders_stays_inside(tmp_path):
+    info = get_dataset_info("synthetic")
+    writer = PredictionWriter(str(tmp_path), info, ["coco"])
+    writer.add("city/frame_1", np.zeros((2, 2), np.int64))
+    writer.close()
+    assert (tmp_path / "panoptic_val" / "city" / "frame_1.png").is_file()
+    assert set(read_predictions(*output_paths(str(tmp_path), "coco"), info)) == {
+        "city/frame_1"}

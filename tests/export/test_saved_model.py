@@ -30,6 +30,8 @@ SCALES, FLIP = (0.75, 1.0), True
 SIZES = ((65, 97), (70, 45))  # the second is not of the k * 32 + 1 form
 BAD_INPUTS = {"float": ((9, 9, 3), np.float32), "rank2": ((9, 9), np.uint8),
               "channels4": ((9, 9, 4), np.uint8)}
+MAX_SIDE = 128  # exported with --max_side=128: an image 9x129 is refused
+TOO_LARGE = {"too_large": ((9, MAX_SIDE + 1, 3), np.uint8)}
 
 # Runs in a fresh process: loads the SavedModel with tf.saved_model.load and with
 # TF1's graph-mode loader in a Session (what TF Serving and `saved_model_cli run`
@@ -100,12 +102,14 @@ def exported(tmp_path_factory):
         str(directory / "ckpt"))
     export_dir = tmp_path / "saved_model"
     stdout = _run([sys.executable, "scripts/export_model.py", f"--model_dir={directory}",
-                   f"--output_dir={export_dir}", "--scales=0.75,1.0", "--flip"])
+                   f"--output_dir={export_dir}", "--scales=0.75,1.0", "--flip",
+                   f"--max_side={MAX_SIDE}"])
     assert "(step 7)" in stdout
     rng = np.random.default_rng(0)
     images = {f"{h}x{w}": rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES}
     np.savez(tmp_path / "images.npz", **images)
-    bad = {name: (shape, np.dtype(dtype).name) for name, (shape, dtype) in BAD_INPUTS.items()}
+    bad = {name: (shape, np.dtype(dtype).name)
+           for name, (shape, dtype) in {**BAD_INPUTS, **TOO_LARGE}.items()}
     stdout = _run([sys.executable, "-c", _RUN_EXPORTED, str(export_dir),
                    str(tmp_path / "images.npz"), str(tmp_path / "out.npz"), json.dumps(bad)])
     outputs = np.load(tmp_path / "out.npz")
@@ -171,11 +175,21 @@ def test_bad_inputs_get_clear_errors(exported):
                 f"[?,?,3]") in errors[f"{name}/signature"], errors[f"{name}/signature"]
 
 
-def test_the_serving_function_has_no_float64_or_string_tensor():
+def test_images_beyond_the_maximum_side_are_refused(exported):
+    errors = exported[3]
+    for entry in ("serve", "signature"):
+        message = errors[f"too_large/{entry}"]
+        assert message.startswith("InvalidArgumentError"), message
+        assert f"image side exceeds the maximum of {MAX_SIDE} pixels" in message, message
+
+
+def test_the_serving_function_has_no_float64_and_strings_only_in_its_size_check():
     predictor = Predictor(_tiny_model(), scales=SCALES, flip=FLIP)
     concrete = serving_function(predictor).get_concrete_function()
     assert ops_producing(concrete, [tf.float32])  # the scan sees the computation
-    assert ops_producing(concrete, [tf.float64, tf.string]) == []
+    assert ops_producing(concrete, [tf.float64]) == []
+    strings = ops_producing(concrete, [tf.string])
+    assert strings and all("/check_image_side/" in op for op in strings), strings
 
 
 def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -185,7 +199,7 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     (target / "previous.txt").write_text("an earlier export")
 
     def fail(self, path, *args, **kwargs):
-        os.makedirs(path)
+        os.makedirs(path, exist_ok=True)
         (pathlib.Path(path) / "saved_model.pb").write_bytes(b"half")
         raise OSError("disk full")
 
@@ -194,3 +208,25 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
         export_saved_model(predictor, str(target))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
     assert sorted(p.name for p in target.iterdir()) == ["previous.txt"]
+
+
+def test_an_output_path_that_is_a_file_is_refused_and_kept(tmp_path):
+    from deeplab2.utils.paths import OutputPathError
+
+    target = tmp_path / "exported"
+    target.write_text("a file of the user")
+    with pytest.raises(OutputPathError,
+                       match=f"output_dir {target} is a file; expected a SavedModel"):
+        export_saved_model(Predictor(_tiny_model()), str(target))
+    assert target.read_text() == "a file of the user"
+
+
+def test_an_export_removes_what_a_killed_export_left(tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".exported.incomplete-{dead.pid}-x1"
+    stale.mkdir()
+    (stale / "saved_model.pb").write_bytes(b"half")
+    export_saved_model(Predictor(_tiny_model()), str(tmp_path / "exported"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
+    assert f"an interrupted run left in {tmp_path}: {stale.name}" in capsys.readouterr().out

@@ -101,8 +101,6 @@ def test_swidernet_layout_of_table_1():
     model = wide_resnet.SWideRNet(1, 1, 1, output_stride=16)
     counts = {s: len(_blocks(model, f"conv{s}_")) for s in range(2, 7)}
     assert counts == {2: 3, 3: 3, 4: 6, 5: 3, 6: 3}
-    # 7 + 33 l layers: conv1, 2 per basic block, 3 per bottleneck, and fc.
-    assert 1 + 2 * (3 + 3 + 6 + 3) + 3 * 3 + 1 == 7 + 33 + 1
     # The last block of conv3..conv5 downsamples (conv5 dilated at OS16).
     assert [b.strides for b in _blocks(model, "conv3")] == [1, 1, 2]
     assert [b.strides for b in _blocks(model, "conv5")] == [1, 1, 1]
@@ -119,6 +117,31 @@ def test_swidernet_layout_of_table_1():
         model = wide_resnet.SWideRNet(depth=depth)
         assert [len(_blocks(model, f"conv{s}_")) for s in range(3, 7)] == (
             expected)
+
+
+def _main_path_convolutions(layer, path=""):
+    """Paths of the convolutions of a model that are not on a shortcut or in
+    squeeze-and-excitation (the layers the paper counts)."""
+    found = []
+    for sub in getattr(layer, "_layers", []):
+        if sub.name in ("shortcut", "se"):
+            continue
+        if isinstance(sub, (keras.layers.Conv2D, wide_resnet.SwitchableAtrousConv)):
+            found.append(f"{path}/{sub.name}")
+        else:
+            found += _main_path_convolutions(sub, f"{path}/{sub.name}")
+    return found
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_swidernet_has_7_plus_33_l_layers(depth):
+    """Paper 004: the backbone has 7 + 33 l layers (SE and SAC extras not
+    counted): the stem, conv2's 3 basic blocks, and l times 33 after."""
+    model = wide_resnet.SWideRNet(0.25, 0.25, depth, output_stride=32)
+    model(INPUT[:1])
+    convolutions = _main_path_convolutions(model)
+    assert convolutions[0] == "/conv1/conv"
+    assert len(convolutions) == 7 + 33 * depth
 
 
 def test_swidernet_drop_path_linear_schedule():
@@ -248,3 +271,24 @@ def test_config_round_trip_mobilenet():
     for key in KEYS:
         np.testing.assert_array_equal(np.asarray(got[key]),
                                       np.asarray(expected[key]))
+
+
+def test_a_registered_backbone_is_built_by_name(monkeypatch):
+    from deeplab2.model.backbones import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    calls = []
+
+    def constructor(**arguments):
+        calls.append(arguments)
+        return backbones.MobileNetV3(**arguments)
+
+    backbones.register_backbone("my_net", constructor, fixed=dict(variant="small"))
+    assert "my_net" in backbones.backbone_names()
+    built = backbones.get_backbone("my_net", output_stride=16)
+    assert calls == [dict(variant="small", output_stride=16, name="my_net")]
+    assert built.feature_channels["res5"] == 288
+    with pytest.raises(ValueError, match="does not support multi_grid"):
+        backbones.get_backbone("my_net", multi_grid=(1, 2))
+    with pytest.raises(ValueError, match="backbone 'my_net' is already registered"):
+        backbones.register_backbone("my_net", constructor)

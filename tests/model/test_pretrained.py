@@ -134,13 +134,34 @@ def test_mobilenet_features_equal_keras_application(name, halve_last_block):
         _assert_close(features[key], value)
 
 
-def test_get_backbone_imagenet_weights_offline(monkeypatch):
-    application = _random_application("mobilenet_v3_small")
-    monkeypatch.setattr(pretrained, "keras_application",
-                        lambda name: application)
-    backbone = backbones.get_backbone("mobilenet_v3_small", weights="imagenet",
-                                      halve_last_block=False)
-    np.testing.assert_array_equal(
-        np.asarray(backbone.get_layer("block3").depthwise.conv.kernel),
-        np.asarray(application.get_layer(
-            "expanded_conv_3_depthwise").kernel))
+def test_imagenet_weights_load_through_keras_applications_with_the_epsilon_clip(
+        monkeypatch, tmp_path):
+    """get_backbone(weights="imagenet") builds the real Keras application, which
+    loads its weight file (here a random one, served where the download would
+    be), and copies it; moving variances smaller than the epsilon difference
+    (ours 1e-3, Keras ResNets 1.001e-5) are clipped to 0."""
+    import keras.src.utils.file_utils
+
+    application = _random_application("resnet50")
+    source_bn = application.get_layer("conv2_block1_1_bn")
+    variance = RNG.uniform(0.5, 1.5, source_bn.moving_variance.shape).astype("float32")
+    variance[:4] = [0.0, 1e-4, 5e-4, 9e-4]  # below 1e-3 - 1.001e-5
+    source_bn.moving_variance.assign(variance)
+    weight_file = tmp_path / "resnet50_imagenet.weights.h5"
+    application.save_weights(str(weight_file))
+    downloads = []
+
+    def serve_local_file(fname, origin=None, **kwargs):
+        downloads.append(fname)
+        return str(weight_file)
+
+    monkeypatch.setattr(keras.src.utils.file_utils, "get_file", serve_local_file)
+    backbone = backbones.get_backbone("resnet50", weights="imagenet")
+    assert downloads and downloads[0].startswith("resnet50")
+    block = backbone.get_layer("conv2_block1")
+    loaded = np.asarray(block.conv1.bn.moving_variance)
+    np.testing.assert_allclose(loaded, np.maximum(variance + 1.001e-5 - 1e-3, 0.0),
+                               rtol=1e-6, atol=0)
+    assert (loaded[:4] == 0).all() and (loaded[4:] > 0.4).all()
+    np.testing.assert_array_equal(np.asarray(block.conv2.conv.kernel),
+                                  np.asarray(application.get_layer("conv2_block1_2_conv").kernel))

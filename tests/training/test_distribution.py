@@ -85,6 +85,10 @@ def test_two_workers_train_and_evaluate_and_only_the_chief_writes(tmp_path, tiny
     model_dir = tmp_path / "run"
     bindings = ("Trainer.num_steps = 2", "Trainer.checkpoint_every = 2",
                 "Evaluator.num_pictures = 1", "Evaluator.batch_size = 2")
+    # What a killed run of worker 1 left: the next run removes it and says so.
+    stale = model_dir / ".worker-1-tmp"
+    stale.mkdir(parents=True)
+    (stale / "ckpt-9.index").write_bytes(b"half")
     processes, logs = [], []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
@@ -105,6 +109,7 @@ def test_two_workers_train_and_evaluate_and_only_the_chief_writes(tmp_path, tiny
         log.close()
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
+    assert f"Removed {stale}, left by an interrupted run of this worker." in outputs[1]
     # MultiWorkerMirroredStrategy is CollectiveAllReduceStrategy by its class name.
     assert all("CollectiveAllReduceStrategy on 2 replica(s)" in o for o in outputs)
     latest = tf.train.latest_checkpoint(str(model_dir))

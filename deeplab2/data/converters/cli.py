@@ -30,5 +30,5 @@ def run_conversion(convert, *args, **kwargs):
     try:
         convert(*args, num_shards=values.num_shards, shard_bytes=values.shard_bytes,
                 num_workers=values.num_workers, **kwargs)
-    except ConversionError as e:
+    except (ConversionError, ValueError) as e:  # bad sources, names, folders or counts
         sys.exit(f"error: {e}")

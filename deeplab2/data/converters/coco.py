@@ -19,6 +19,7 @@ from deeplab2.data.converters.common import (ConversionError, ExampleStats, chec
                                              read_image, read_label_png, serialize)
 from deeplab2.data.converters.writer import write_split
 from deeplab2.data.dataset_info import DatasetInfo, get_dataset_info
+from deeplab2.utils.paths import path_inside
 
 DATASETS = ("coco", "cityscapes")
 # Words of panoptic JSON file names that say nothing about the split.
@@ -56,41 +57,80 @@ def default_split_name(panoptic_json: str) -> str:
     return "_".join(words) or stem
 
 
-def _image_candidates(image_dir: str, file_name: str) -> List[str]:
+def _image_candidates(image_dir: str, file_name: str, source: str) -> List[str]:
     """Where an image may be: `image_dir/file_name`, or in Cityscapes' per-city folder
     (leftImg8bit/<split>/<city>/<city>_..._leftImg8bit.png) when image_dir is the split."""
-    candidates = [os.path.join(image_dir, file_name)]
+    candidates = [path_inside(image_dir, file_name, source)]
     city = file_name.split("_")[0]
-    if city != file_name:
-        candidates.append(os.path.join(image_dir, city, file_name))
+    if city != file_name and "/" not in file_name:
+        candidates.append(path_inside(os.path.join(image_dir, city), file_name, source))
     return candidates
 
 
+def _segments(annotation: Dict, panoptic_json: str) -> Tuple[Tuple[int, int, int], ...]:
+    """(id, category id, iscrowd) of each entry of an annotation's segments_info."""
+    segments = []
+    for segment in annotation["segments_info"]:
+        crowd = segment.get("iscrowd", 0)
+        values = (segment["id"], segment["category_id"], crowd)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values[:2]) \
+                or crowd not in (0, 1):
+            raise ConversionError(
+                f"{panoptic_json}: segment {segment.get('id')!r} of image "
+                f"{annotation['image_id']!r}: id and category_id must be integers and "
+                f"iscrowd 0 or 1, got {values!r}")
+        segments.append((values[0], values[1], int(crowd)))
+    return tuple(segments)
+
+
+def _repeated(values) -> List:
+    seen, repeated = set(), []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
+
+
 def list_coco(panoptic_json: str, panoptic_dir: str, image_dir: str) -> List[CocoItem]:
-    """One item per annotation of the JSON, in file order, with existing files."""
+    """One item per annotation of the JSON, in file order, with existing files.
+
+    Image ids must be unique among `images` and among `annotations`, and every
+    annotation needs its image; file names must stay inside their folders.
+    """
     try:
         with open(panoptic_json) as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
         raise ConversionError(f"cannot read panoptic JSON {panoptic_json}: {e}") from None
     try:
-        file_names = {image["id"]: image["file_name"] for image in data["images"]}
-        annotations = [(a["image_id"], a["file_name"],
-                        tuple((s["id"], s["category_id"], int(s.get("iscrowd", 0)))
-                              for s in a["segments_info"]))
+        images = [(image["id"], image["file_name"]) for image in data["images"]]
+        annotations = [(a["image_id"], a["file_name"], _segments(a, panoptic_json))
                        for a in data["annotations"]]
     except (KeyError, TypeError) as e:
         raise ConversionError(f"malformed panoptic JSON {panoptic_json}: missing or bad "
                               f"field {e}") from None
     if not annotations:
         raise ConversionError(f"empty split: {panoptic_json} has no annotations")
+    for what, ids in (("images", [i for i, _ in images]),
+                      ("annotations", [i for i, _, _ in annotations])):
+        repeated = _repeated(ids)
+        if repeated:
+            raise ConversionError(f"{panoptic_json}: image ids {repeated[:10]} appear more "
+                                  f"than once in {what!r}; expected one entry per image")
+    file_names = dict(images)
+    unknown = [i for i, _, _ in annotations if i not in file_names]
+    if unknown:
+        raise ConversionError(f"{panoptic_json}: annotations of image ids {unknown[:10]} "
+                              "have no entry in 'images'")
     items = []
     for image_id, label_name, segments in annotations:
-        panoptic_path = os.path.join(panoptic_dir, label_name)
-        if image_id not in file_names:
-            raise ConversionError(f"missing image for label {panoptic_path}: image id "
-                                  f"{image_id!r} is not in the images of {panoptic_json}")
-        candidates = _image_candidates(image_dir, file_names[image_id])
+        panoptic_path = path_inside(
+            panoptic_dir, label_name,
+            f"{panoptic_json}: file_name of the annotation of image {image_id!r}")
+        candidates = _image_candidates(
+            image_dir, file_names[image_id],
+            f"{panoptic_json}: file_name of image {image_id!r}")
         image_path = next((p for p in candidates if os.path.isfile(p)), None)
         if image_path is None:
             raise ConversionError(f"missing image for label {panoptic_path}: "

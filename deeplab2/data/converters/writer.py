@@ -11,7 +11,8 @@ directory inside `output_dir` (with provisional names, as their number is known
 only at the end) and moved to `{split}-{i:05d}-of-{n:05d}.tfrecord` only when
 every shard is complete; `{split}-summary.json` is written last and marks a
 complete split. Any failure (including Ctrl-C) removes the temporary files and
-leaves earlier outputs untouched.
+leaves earlier outputs untouched; the temporary folder of a killed run is
+removed by the next run of the same split.
 """
 import glob
 import json
@@ -25,6 +26,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import tensorflow as tf
 
 from deeplab2.data.converters.common import ConversionError, ExampleStats
+from deeplab2.utils.paths import (prepare_output_dir, remove_stale_temporaries,
+                                  temporary_prefix)
 from deeplab2.utils.progress import Progress
 
 DEFAULT_SHARD_BYTES = 150 * 10**6
@@ -74,8 +77,9 @@ def write_split(items: Sequence[Any], convert: Converter, output_dir: str, split
     else:
         num_shards = min(num_shards, len(items))
     num_workers = min(num_workers or os.cpu_count() or 1, len(items))
-    os.makedirs(output_dir, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=f".{split}-incomplete-", dir=output_dir)
+    prepare_output_dir(output_dir, "output_dir")
+    remove_stale_temporaries(output_dir, split)
+    tmp_dir = tempfile.mkdtemp(prefix=temporary_prefix(split), dir=output_dir)
     try:
         count, totals = _write_shards(items, convert, tmp_dir, num_shards, shard_bytes,
                                       num_workers, f"{dataset} {split}")

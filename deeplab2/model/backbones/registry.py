@@ -1,4 +1,5 @@
-"""Backbones by name: `get_backbone(name, ...)` and `backbone_names()`.
+"""Backbones by name: `get_backbone(name, ...)` and `backbone_names()`;
+`register_backbone` adds a network of one's own.
 
 Names: resnet50, resnet101, resnet50_beta; mobilenet_v3_small,
 mobilenet_v3_large (last block halved); xception65, xception71;
@@ -50,6 +51,19 @@ for _w1, _w2, _l in SWIDERNET_VARIANTS:
 
 _MULTI_GRID = ("resnet", "xception", "swidernet")
 _DROP_PATH = ("resnet", "swidernet")
+
+
+def register_backbone(name, constructor, fixed=None, family=None):
+    """Makes `name` a backbone every model family can use (a user's own network).
+
+    `constructor(output_stride=..., name=..., **fixed, **kwargs)` must return a
+    `deeplab2.model.backbones.base.Backbone`; `family` (default: `name`)
+    groups backbones for the options only some families take (multi_grid,
+    drop path).
+    """
+    if name in _REGISTRY:
+        raise ValueError(f"backbone {name!r} is already registered")
+    _REGISTRY[name] = (constructor, dict(fixed or {}), family or name)
 
 
 def backbone_names():

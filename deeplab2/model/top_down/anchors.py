@@ -1,0 +1,62 @@
+"""FPN anchors for a padded image size, in the order the RPN outputs are flattened.
+
+Level l (P2..P6) has stride s_l = 2**l and anchor size 32 * 2**(l - 2). Its
+feature map has ceil(H / s_l) x ceil(W / s_l) positions (P6 is a stride-2,
+1x1 max-pool of P5, which rounds up). At each position (i, j) there is one
+anchor per ratio r = h / w, centred at (j * s_l, i * s_l) (offset 0), with
+w = sqrt(size**2 / r) and h = r * w; anchors crossing the image border are kept.
+
+Order: level, then row i, then column j, then ratio, the last the fastest. An
+RPN level output of shape [B, h, w, A] (logits) or [B, h, w, 4 * A] (deltas,
+channel 4 * a + k) reshaped to [B, h * w * A] or [B, h * w * A, 4] and
+concatenated over levels lines up with `fpn_anchors`.
+"""
+import math
+from typing import Sequence, Tuple
+
+import tensorflow as tf
+
+STRIDES = (4, 8, 16, 32, 64)
+SIZES = (32.0, 64.0, 128.0, 256.0, 512.0)
+RATIOS = (0.5, 1.0, 2.0)
+
+
+def grid_size(image_height: int, image_width: int, stride: int) -> Tuple[int, int]:
+    """(rows, columns) of the feature map of a level of `stride`."""
+    return -(-image_height // stride), -(-image_width // stride)
+
+
+def anchor_counts(image_height: int, image_width: int, strides: Sequence[int] = STRIDES,
+                  num_ratios: int = len(RATIOS)) -> Tuple[int, ...]:
+    """Number of anchors of each level, to split flattened RPN outputs with tf.split."""
+    counts = []
+    for stride in strides:
+        rows, columns = grid_size(image_height, image_width, stride)
+        counts.append(rows * columns * num_ratios)
+    return tuple(counts)
+
+
+def level_anchors(rows: int, columns: int, stride: int, size: float,
+                  ratios: Sequence[float] = RATIOS) -> tf.Tensor:
+    """[rows * columns * len(ratios), 4] float32 anchors of one level.
+
+    In (row, column, ratio) order; `size` is the side of the ratio-1 anchor.
+    """
+    half_widths = [0.5 * math.sqrt(size * size / ratio) for ratio in ratios]
+    half_sizes = tf.constant([[w, ratio * w] for w, ratio in zip(half_widths, ratios)],
+                             tf.float32)
+    centre_x = tf.range(columns, dtype=tf.float32) * stride
+    centre_y = tf.range(rows, dtype=tf.float32) * stride
+    centres = tf.stack([tf.tile(centre_x[None, :], [rows, 1]),
+                        tf.tile(centre_y[:, None], [1, columns])], axis=-1)
+    centres = centres[:, :, None, :]
+    anchors = tf.concat([centres - half_sizes, centres + half_sizes], axis=-1)
+    return tf.reshape(anchors, [rows * columns * len(ratios), 4])
+
+
+def fpn_anchors(image_height: int, image_width: int, strides: Sequence[int] = STRIDES,
+                sizes: Sequence[float] = SIZES, ratios: Sequence[float] = RATIOS) -> tf.Tensor:
+    """[sum of `anchor_counts`, 4] float32 anchors of all levels of a padded image size."""
+    return tf.concat([level_anchors(*grid_size(image_height, image_width, stride), stride,
+                                    size, ratios)
+                      for stride, size in zip(strides, sizes)], axis=0)

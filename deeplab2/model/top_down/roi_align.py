@@ -1,0 +1,150 @@
+"""Aligned RoIAlign (detectron2 ROIAlignV2) on one feature map or over FPN levels P2..P5.
+
+The rule (SPEC_TOP_DOWN.md section 1): a box edge x in image pixels is at the
+continuous feature coordinate c = x / stride - 0.5. Each axis of a box holds
+M = P * S sample points, point m at C0 + (m + 0.5)(C1 - C0) / M, sampled
+bilinearly: a coordinate < -1 or > H (W for x) gives 0; otherwise it is clamped
+at >= 0, and if its floor is >= H - 1 it becomes H - 1. A bin is the mean of its
+S x S samples, invalid samples counting as 0.
+
+Two equivalent forms:
+- "gather" (default): per box, separable 1-D indices and weights along each axis,
+  4 gathers on the flattened map and outer-product weights. Static shapes, so it
+  compiles with XLA (jit_compile=True).
+- "crop_and_resize": `tf.image.crop_and_resize` on the map edge-padded by 1, then
+  an S x S average pool. No XLA kernel, but faster in eager or graph mode on CPU.
+
+Inputs are either one image (boxes [N, 4], map [H, W, C]) or a batch (boxes
+[B, N, 4], map [B, H, W, C], box n of image b pooled on map b); the output is
+[N, P, P, C] or [B, N, P, P, C] likewise.
+"""
+from typing import Mapping
+
+import tensorflow as tf
+
+from deeplab2.model.top_down.boxes import roi_levels
+
+# FPN levels the RoIs are pooled from.
+_MIN_LEVEL = 2
+_MAX_LEVEL = 5
+
+_METHODS = ("gather", "crop_and_resize")
+
+
+def roi_align(features: tf.Tensor, boxes: tf.Tensor, output_size: int, stride: int, *,
+              sampling_ratio: int = 2, method: str = "gather") -> tf.Tensor:
+    """[N, P, P, C] (or [B, N, P, P, C]) aligned RoIAlign of `boxes` on one map.
+
+    Args:
+        features: [H, W, C] map, or [B, H, W, C].
+        boxes: [N, 4] (x0, y0, x1, y1) in image pixels, or [B, N, 4].
+        output_size: P, bins per axis.
+        stride: image pixels per feature pixel.
+        sampling_ratio: S, samples per bin per axis.
+        method: "gather" (XLA-safe) or "crop_and_resize" (no XLA kernel).
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if len(boxes.shape) == 2:
+        return roi_align(features[None], boxes[None], output_size, stride,
+                         sampling_ratio=sampling_ratio, method=method)[0]
+    pool = _gather_form if method == "gather" else _crop_and_resize_form
+    return pool(features, tf.cast(boxes, tf.float32) / stride - 0.5,
+                output_size, sampling_ratio)
+
+
+def multilevel_roi_align(features: Mapping[int, tf.Tensor], boxes: tf.Tensor,
+                         output_size: int, *, sampling_ratio: int = 2,
+                         method: str = "gather") -> tf.Tensor:
+    """RoIAlign of each box on its FPN level (`boxes.roi_levels`), static shapes.
+
+    Every box is pooled on every level and the output takes, per box, the
+    result of its own level, so no shape depends on the level assignment.
+
+    Args:
+        features: level -> map with stride 2**level, [H, W, C] or [B, H, W, C];
+            levels 2..5 are used (others, e.g. the RPN-only P6, are ignored).
+        boxes, output_size, sampling_ratio, method: as in `roi_align`.
+    """
+    def pool(level):
+        return roi_align(features[level], boxes, output_size, 2 ** level,
+                         sampling_ratio=sampling_ratio, method=method)
+
+    levels = roi_levels(tf.cast(boxes, tf.float32), _MIN_LEVEL, _MAX_LEVEL)[..., None, None, None]
+    pooled = pool(_MIN_LEVEL)
+    for level in range(_MIN_LEVEL + 1, _MAX_LEVEL + 1):
+        pooled = tf.where(levels == level, pool(level), pooled)
+    return pooled
+
+
+def _gather_form(features: tf.Tensor, corners: tf.Tensor, output_size: int,
+                 sampling_ratio: int) -> tf.Tensor:
+    """XLA form on [B, H, W, C] with box corners [B, N, 4] in continuous feature coordinates."""
+    batch, height, width, channels = tf.unstack(tf.shape(features))
+    num_boxes = tf.shape(corners)[1]
+    samples = output_size * sampling_ratio
+    rows = _axis_samples(corners[..., 1], corners[..., 3], height, samples)
+    cols = _axis_samples(corners[..., 0], corners[..., 2], width, samples)
+    flat = tf.reshape(features, [-1, channels])
+    # Index of image b's pixel (0, 0) in `flat`, [B, 1, 1, 1].
+    base = tf.reshape(tf.range(batch) * height * width, [-1, 1, 1, 1])
+    total = 0.0
+    for row_index, row_weight in rows:
+        for col_index, col_weight in cols:
+            index = base + row_index[..., :, None] * width + col_index[..., None, :]
+            weight = row_weight[..., :, None] * col_weight[..., None, :]
+            total += tf.gather(flat, index) * tf.cast(weight, features.dtype)[..., None]
+    bins = tf.reshape(total, [batch, num_boxes, output_size, sampling_ratio, output_size,
+                              sampling_ratio, channels])
+    return tf.reduce_mean(bins, axis=[3, 5])
+
+
+def _axis_samples(start: tf.Tensor, end: tf.Tensor, size: tf.Tensor, samples: int):
+    """((low index, low weight), (high index, high weight)), each [..., M], along one axis.
+
+    Invalid samples (coordinate < -1 or > size) get weight 0 on both neighbours;
+    indices are always in [0, size - 1] so the gathers stay in range.
+    """
+    step = (end - start) / samples
+    offsets = tf.range(samples, dtype=tf.float32) + 0.5
+    coord = start[..., None] + offsets * step[..., None]
+    size = tf.cast(size, tf.float32)
+    valid = tf.cast(tf.logical_and(coord >= -1.0, coord <= size), tf.float32)
+    coord = tf.maximum(coord, 0.0)
+    low = tf.floor(coord)
+    at_edge = low >= size - 1.0
+    low = tf.where(at_edge, size - 1.0, low)
+    high = tf.where(at_edge, low, low + 1.0)
+    fraction = tf.where(at_edge, 0.0, coord - low)
+    return ((tf.cast(low, tf.int32), (1.0 - fraction) * valid),
+            (tf.cast(high, tf.int32), fraction * valid))
+
+
+def _crop_and_resize_form(features: tf.Tensor, corners: tf.Tensor, output_size: int,
+                          sampling_ratio: int) -> tf.Tensor:
+    """crop_and_resize form of `_gather_form` (same arguments and result).
+
+    With the map edge-padded by 1, crop_and_resize's extrapolation (outside
+    [0, H + 1] in padded coordinates) is exactly the < -1 or > H rule, and its
+    interpolation with a padded row is exactly the clamp to row 0 or H - 1.
+    """
+    batch, height, width, channels = tf.unstack(tf.shape(features))
+    num_boxes = tf.shape(corners)[1]
+    samples = output_size * sampling_ratio
+    padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    x0, y0, x1, y1 = tf.unstack(tf.reshape(corners, [-1, 4]), axis=-1)
+    dx = (x1 - x0) / samples
+    dy = (y1 - y0) / samples
+    # First and last sample points, shifted by the pad, over the padded size - 1.
+    span_y = tf.cast(height + 1, tf.float32)
+    span_x = tf.cast(width + 1, tf.float32)
+    normalized = tf.stack([(y0 + 0.5 * dy + 1.0) / span_y,
+                           (x0 + 0.5 * dx + 1.0) / span_x,
+                           (y0 + (samples - 0.5) * dy + 1.0) / span_y,
+                           (x0 + (samples - 0.5) * dx + 1.0) / span_x], axis=-1)
+    box_image = tf.repeat(tf.range(batch), num_boxes)
+    crops = tf.image.crop_and_resize(padded, normalized, box_image, [samples, samples],
+                                     extrapolation_value=0.0)
+    bins = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
+    bins = tf.cast(bins, features.dtype)
+    return tf.reshape(bins, [batch, num_boxes, output_size, output_size, channels])

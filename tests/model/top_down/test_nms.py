@@ -1,0 +1,130 @@
+"""Padded and class-aware NMS vs a plain numpy greedy NMS, under XLA."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2.model.top_down import nms
+
+_nms_padded = tf.function(nms.nms_padded, jit_compile=True)
+_class_aware_nms = tf.function(nms.class_aware_nms, jit_compile=True)
+
+
+def _area(boxes):
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def _iou(box, others):
+    """float64 IoU of one (x0, y0, x1, y1) box with [N, 4] boxes; 0 for an empty union."""
+    box, others = np.float64(box), np.float64(others)
+    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    inter = width * height
+    union = _area(box) + _area(others) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def greedy_nms(boxes, scores, iou_threshold):
+    """Indices kept by greedy NMS: best score first (ties: lower index), drop IoU > t."""
+    kept = []
+    for i in np.argsort(-scores, kind="stable"):
+        if not kept or np.all(_iou(boxes[i], boxes[kept]) <= iou_threshold):
+            kept.append(i)
+    return np.array(kept, np.int64)
+
+
+def per_class_nms(boxes, scores, classes, valid, iou_threshold, max_output):
+    """Greedy NMS within each class of the valid boxes, merged by score, the best max_output."""
+    kept = []
+    for c in np.unique(classes[valid]):
+        members = np.flatnonzero(valid & (classes == c))
+        kept.extend(members[greedy_nms(boxes[members], scores[members], iou_threshold)])
+    kept = np.array(sorted(kept), np.int64)
+    return kept[np.argsort(-scores[kept], kind="stable")][:max_output]
+
+
+def random_boxes(rng, num, num_clusters=6, low=-20.0, high=100.0):
+    """Boxes jittered around a few clusters (many overlaps), some at negative coordinates."""
+    centers = rng.uniform(low, high, (num_clusters, 2))[rng.integers(0, num_clusters, num)]
+    centers += rng.normal(0, 3, (num, 2))
+    sizes = rng.uniform(4, 30, (num, 2))
+    return np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1).astype(np.float32)
+
+
+def random_scores(rng, num, tied):
+    """Uniform scores, or a few levels (many ties) when `tied`."""
+    scores = rng.integers(0, 5, num) / 5 if tied else rng.uniform(0, 1, num)
+    return scores.astype(np.float32)
+
+
+def _selected(selection):
+    indices, valid = np.asarray(selection.indices), np.asarray(selection.valid)
+    count = valid.sum()
+    np.testing.assert_array_equal(valid, np.arange(valid.size) < count)
+    np.testing.assert_array_equal(indices[count:], 0)
+    return indices[:count]
+
+
+@pytest.mark.parametrize("num_boxes, max_output, threshold",
+                         [(300, 20, 0.7), (1100, 1100, 0.5)])
+def test_nms_padded_matches_greedy_nms(num_boxes, max_output, threshold):
+    rng = np.random.default_rng(num_boxes + max_output)
+    for trial in range(6):
+        boxes = random_boxes(rng, num_boxes)
+        scores = random_scores(rng, num_boxes, tied=trial % 2 == 1)
+        valid = rng.random(num_boxes) < 0.8
+        result = _nms_padded(boxes, scores, valid, max_output=max_output,
+                             iou_threshold=threshold)
+        kept = np.flatnonzero(valid)
+        expected = kept[greedy_nms(boxes[kept], scores[kept], threshold)][:max_output]
+        np.testing.assert_array_equal(_selected(result), expected)
+
+
+def test_nms_suppresses_only_above_the_threshold():
+    # IoU(0, 1) = 2 / 4 = 0.5 exactly: kept; IoU(0, 2) = 4 / 4.04 > 0.5: suppressed.
+    boxes = np.array([[0, 0, 4, 1], [0, 0, 2, 1], [0, 0, 4, 1.01]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    result = nms.nms_padded(boxes, scores, np.ones(3, bool), max_output=3, iou_threshold=0.5)
+    np.testing.assert_array_equal(_selected(result), [0, 1])
+
+
+def test_nms_keeps_boxes_at_negative_coordinates_and_ignores_invalid_ones():
+    boxes = np.array([[-9, -9, -1, -1], [0, 0, 10, 10], [0, 0, 10, 9], [-9, -9, -1, -2]],
+                     np.float32)
+    scores = np.array([0.5, 0.9, 0.8, 0.7], np.float32)
+    valid = np.array([True, False, True, True])
+    result = nms.nms_padded(boxes, scores, valid, max_output=4, iou_threshold=0.5)
+    # Box 1 is invalid, so it does not suppress box 2; box 3 suppresses box 0.
+    np.testing.assert_array_equal(_selected(result), [2, 3])
+
+
+def test_class_aware_nms_equals_per_class_nms():
+    rng = np.random.default_rng(5)
+    num_boxes, num_classes, max_output = 600, 5, 100
+    for trial in range(4):
+        boxes = random_boxes(rng, num_boxes)
+        scores = random_scores(rng, num_boxes, tied=trial % 2 == 1)
+        classes = rng.integers(0, num_classes, num_boxes).astype(np.int32)
+        valid = rng.random(num_boxes) < (0.9 if trial < 3 else 0.1)  # the last pads
+        result = _class_aware_nms(boxes, scores, classes, valid, max_output=max_output,
+                                  iou_threshold=0.5)
+        expected = per_class_nms(boxes, scores, classes, valid, 0.5, max_output)
+        np.testing.assert_array_equal(_selected(result), expected)
+        # Classes matter: the same boxes as one class give another result.
+        single = per_class_nms(boxes, scores, np.zeros_like(classes), valid, 0.5, max_output)
+        assert not np.array_equal(single, expected)
+
+
+@pytest.mark.xfail(strict=True, reason="upstream defect of non_max_suppression_padded: see "
+                   "the nms.py docstring")
+def test_nms_chain_near_the_threshold_in_a_crowded_tile():
+    # Neighbours in the chain have IoU 0.5000225 > 0.5: greedy keeps every other box.
+    # 400 overlapping boxes elsewhere make the tile's IoU sum large, so its rounding
+    # error exceeds 2.25e-5.
+    step = np.float32(10 / 3 - 2e-4)
+    chain = np.float32([[k * step, 0, k * step + 10, 10] for k in range(10)])
+    crowd = np.float32([[500 + j * 1e-3, 500, 600 + j * 1e-3, 600] for j in range(400)])
+    boxes = np.concatenate([chain, crowd])
+    scores = np.linspace(1, 0.1, len(boxes)).astype(np.float32)
+    result = nms.nms_padded(boxes, scores, np.ones(len(boxes), bool), max_output=len(boxes),
+                            iou_threshold=0.5)
+    np.testing.assert_array_equal(_selected(result), greedy_nms(boxes, scores, 0.5))
