@@ -4,6 +4,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from greedy_nms_oracle import greedy_nms
 from deeplab2.model.top_down import detections
 
 _postprocess = tf.function(detections.postprocess_detections, jit_compile=True)
@@ -11,28 +12,6 @@ _proposals = tf.function(detections.generate_proposals, jit_compile=True)
 
 
 # ---- numpy oracle ----
-
-def _area(boxes):
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
-def _iou(box, others):
-    """float64 IoU of one (x0, y0, x1, y1) box with [N, 4] boxes; 0 for an empty union."""
-    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    inter = width * height
-    union = _area(box) + _area(others) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def _greedy_nms(boxes, scores, iou_threshold):
-    """Indices kept by greedy NMS: best score first (ties: lower index), drop IoU > t."""
-    kept = []
-    for i in np.argsort(-scores, kind="stable"):
-        if not kept or np.all(_iou(boxes[i], boxes[kept]) <= iou_threshold):
-            kept.append(i)
-    return np.array(kept, np.int64)
-
 
 def _decode(deltas, boxes, weights):
     """float64 coder of SPEC_TOP_DOWN section 1, dw and dh clamped at ln(1000 / 16)."""
@@ -67,7 +46,7 @@ def reference_detections(probabilities, deltas, rois, roi_valid, height, width, 
     kept = []
     for c in np.unique(classes[top]):
         members = top[classes[top] == c]
-        kept.extend(members[_greedy_nms(boxes[members], scores[members], iou_threshold)])
+        kept.extend(members[greedy_nms(boxes[members], scores[members], iou_threshold)])
     kept = np.array(sorted(kept))
     kept = kept[np.argsort(-scores[kept], kind="stable")][:max_detections]
     return boxes[kept], scores[kept], classes[kept], rows[kept]
@@ -84,7 +63,7 @@ def reference_proposals(objectness, deltas, anchors, height, width, *, pre_nms_t
         level_logits = level_logits[top]
         nonempty = np.all(level_boxes[:, 2:] > level_boxes[:, :2], axis=1)
         level_boxes, level_logits = level_boxes[nonempty], level_logits[nonempty]
-        kept = _greedy_nms(level_boxes, level_logits, iou_threshold)
+        kept = greedy_nms(level_boxes, level_logits, iou_threshold)
         boxes.append(level_boxes[kept])
         logits.append(level_logits[kept])
     boxes, logits = np.concatenate(boxes), np.concatenate(logits)
