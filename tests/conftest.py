@@ -47,3 +47,15 @@ def tiny_records(tmp_path_factory) -> pathlib.Path:
     convert_synthetic(str(out), num_train=8, num_val=2, seed=0, height=64, width=96,
                       num_workers=1)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs the files holding slow end-to-end tests first, the longest (training/)
+    first of all, each file kept whole: on test.sh's 2 workers they then overlap
+    with the many short files instead of ending the run alone."""
+    def path(item):
+        return item.nodeid.split("::")[0]
+
+    slow_files = {path(item) for item in items if item.get_closest_marker("slow")}
+    order = {name: rank for rank, name in enumerate(sorted(slow_files, reverse=True))}
+    items.sort(key=lambda item: order.get(path(item), len(order)))

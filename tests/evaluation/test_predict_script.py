@@ -20,6 +20,8 @@ from deeplab2.evaluation.prediction_writer import output_paths, read_predictions
 from deeplab2.model.meta import CONFIG_FILE
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Subprocess runs of the script, each compiling the post-processing: minutes.
+pytestmark = pytest.mark.slow
 # The slim model of tests/training/tiny.gin.
 TINY = dict(dataset="synthetic", crop_size=(65, 97), backbone="mobilenet_v3_small",
             output_stride=32, semantic_aspp_channels=16, semantic_decoder_channels=16,

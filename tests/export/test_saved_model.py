@@ -19,6 +19,8 @@ from deeplab2.model import build_model, get_meta_architecture, model_dir
 from deeplab2.utils.graph_dtypes import ops_producing
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Exports and reloads in fresh processes: minutes.
+pytestmark = pytest.mark.slow
 SLIM = dict(semantic_aspp_channels=16, semantic_decoder_channels=16,
             semantic_low_level_channels=(8, 8), semantic_head_channels=16,
             instance_aspp_channels=16, instance_decoder_channels=8,

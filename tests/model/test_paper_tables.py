@@ -29,6 +29,9 @@ import pytest
 from deeplab2.model import profile
 from deeplab2.model.backbones import registry
 
+# Traces 40 full-size models: minutes.
+pytestmark = pytest.mark.slow
+
 PARAMS_TOLERANCE = 0.01
 MADDS_TOLERANCE = 0.03
 

@@ -14,6 +14,7 @@ Checks (each a key of the output):
   strategy, with 2 images and a global batch of 4 (fillers pad the batch).
 """
 import json
+import pathlib
 import sys
 
 import tensorflow as tf
@@ -27,13 +28,15 @@ import numpy as np  # noqa: E402
 from deeplab2.data import pipeline  # noqa: E402
 from deeplab2.evaluation.model_evaluation import Evaluator  # noqa: E402
 from deeplab2.inference import Predictor  # noqa: E402
-from deeplab2.model import backbones, build_model, get_meta_architecture  # noqa: E402
-from deeplab2.model.backbones.base import StrideTracker  # noqa: E402
-from deeplab2.model.layers.convolutions import ConvBNAct  # noqa: E402
+from deeplab2.model import build_model, get_meta_architecture  # noqa: E402
 from deeplab2.training.train_loop import LoopOptions, TrainLoop  # noqa: E402
 from deeplab2.utils.graph_dtypes import compiled_tensor_dtypes  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import strided_conv_backbone  # noqa: E402
+
 RECORDS, WORK_DIR = sys.argv[1], sys.argv[2]
+BACKBONE = strided_conv_backbone.register()
 CROP = (65, 97)
 LEARNING_RATE = 1e-4
 SLIM = dict(semantic_aspp_channels=16, semantic_decoder_channels=16,
@@ -43,32 +46,10 @@ SLIM = dict(semantic_aspp_channels=16, semantic_decoder_channels=16,
 DEVICES = [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
-class StridedConvBackbone(backbones.Backbone):
-    """Four strided conv + batch norm + ReLU layers (res2..res5 at strides 4..32):
-    the distribution and compilation checks need batch norm and every feature,
-    not a deep network, and its XLA compilation is minutes shorter."""
-
-    def __init__(self, output_stride=32, **kwargs):
-        super().__init__(**kwargs)
-        tracker = StrideTracker(output_stride)
-        self.stages, self._feature_channels = [], {}
-        for index, (key, channels) in enumerate((("res2", 8), ("res3", 8), ("res4", 16),
-                                                  ("res5", 16))):
-            strides = [tracker(2)[0]] + ([tracker(2)[0]] if index == 0 else [])
-            self.stages.append(([ConvBNAct(channels, 3, strides=s, activation="relu",
-                                           name=f"{key}_conv{i}")
-                                 for i, s in enumerate(strides)], key))
-            self._feature_channels[key] = channels
-        self._track_stages()
-
-
-backbones.register_backbone("strided_conv", StridedConvBackbone)
-
-
 def tiny_model(strategy, **options):
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        model = build_model(dataset="synthetic", backbone="strided_conv",
+        model = build_model(dataset="synthetic", backbone=BACKBONE,
                             crop_size=CROP, **SLIM, **options)
         for aspp in (model.semantic_aspp, model.instance_aspp):
             aspp.dropout.rate = 0.0  # dropout masks are per replica: not comparable
