@@ -95,14 +95,15 @@ class PredictionWriter:
         """Writes the PNGs of one HxW `class * label_divisor + instance` map."""
         if image_id in self.image_ids:
             raise ValueError(f"Image {image_id} was already written.")
-        for _, png_dir in self.paths.values():  # before anything is written
-            path_inside(png_dir, image_id, "image id")
+        # Checked before anything is written.
+        stems = {fmt: path_inside(png_dir, image_id, "image id")
+                 for fmt, (_, png_dir) in self.paths.items()}
         self.image_ids.add(image_id)
         check_panoptic(panoptic, self.info, image_id)
         ids, segments = panoptic_segments(panoptic, self.info)
-        for fmt, (_, png_dir) in self.paths.items():
+        for fmt, stem in stems.items():
             file_name = image_id + _SUFFIXES[fmt]
-            path = os.path.join(png_dir, file_name)
+            path = stem + _SUFFIXES[fmt]
             os.makedirs(os.path.dirname(path), exist_ok=True)  # ids may hold subfolders
             coco_format.write_panoptic_png(path, ids)
             self.annotations[fmt].append({"image_id": json_image_id(image_id),

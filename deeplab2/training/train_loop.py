@@ -118,6 +118,14 @@ class TrainLoop:
             self._variables_finite = all_finite
         return bool(self._variables_finite().numpy())
 
+    def _stop(self, what: str, losses) -> None:
+        """Raises NonFiniteLossError: `what` (ending in an open parenthesis
+        that the losses close), that nothing was saved, and what to try."""
+        values = {k: float(v.numpy()) for k, v in losses.items()}
+        raise NonFiniteLossError(
+            f"{what}: {values}). Training stopped; the last good checkpoint in "
+            f"{self.model_dir} is untouched. Lower the learning rate or check the data.")
+
     def restore(self) -> int:
         """Restores the latest checkpoint in model_dir, if any; returns the step.
 
@@ -245,18 +253,11 @@ class TrainLoop:
             finite = bool(finite.numpy())
             elapsed = time.monotonic() - tick
             if not finite:
-                raise NonFiniteLossError(
-                    f"Loss became NaN or Inf at step {int(first_bad.numpy())} "
-                    f"(losses at step {int(self.step.numpy())}: "
-                    f"{ {k: float(v.numpy()) for k, v in losses.items()} }). "
-                    f"Training stopped; the last good checkpoint in {self.model_dir} "
-                    "is untouched. Lower the learning rate or check the data.")
+                self._stop(f"Loss became NaN or Inf at step {int(first_bad.numpy())} "
+                           f"(losses at step {int(self.step.numpy())}", losses)
             if not self.variables_finite():
-                raise NonFiniteLossError(
-                    f"Weights became NaN or Inf by step {int(self.step.numpy())} "
-                    f"(last losses: { {k: float(v.numpy()) for k, v in losses.items()} }). "
-                    f"Training stopped; the last good checkpoint in {self.model_dir} "
-                    "is untouched. Lower the learning rate or check the data.")
+                self._stop(f"Weights became NaN or Inf by step {int(self.step.numpy())} "
+                           "(last losses", losses)
             step = int(self.step.numpy())
             last = {k: float(v.numpy()) for k, v in losses.items()}
             lr = float(self.optimizer.learning_rate.numpy()) if hasattr(
