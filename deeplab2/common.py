@@ -13,6 +13,9 @@ IMAGE_INDEX = "image_index"  # int32 position in an evaluated split; -1 for fill
 PANOPTIC_LABEL = "panoptic_label"  # int32 HxW: class * label_divisor + instance
 SEGMENT_IDS = "segment_ids"  # int32 [S]: panoptic id of each source segment
 SEGMENT_IS_CROWD = "segment_is_crowd"  # int32 [S]: 1 for crowd segments
+# int32 [2]: stateless seed of the random sampling a model does in training
+# (e.g. RoIs), derived from the training stream's seed and the example's position.
+SAMPLE_SEED = "sample_seed"
 
 # Training targets (deeplab2.data.make_targets).
 SEMANTIC_TARGET = "semantic_target"  # int32 HxW
@@ -30,6 +33,12 @@ CENTER_HEATMAP = "center_heatmap"  # float32 HxWx1
 OFFSET = "offset"  # float32 HxWx2 (y, x)
 # Softmax of the semantic logits (averaged over test-time augmentation passes).
 SEMANTIC_PROBABILITIES = "semantic_probabilities"  # float32 HxWxC
+# Detections of the top-down families, D rows per image, best first.
+DETECTION_BOXES = "detection_boxes"  # float32 [B, D, 4] (x0, y0, x1, y1) in input pixels
+DETECTION_SCORES = "detection_scores"  # float32 [B, D]; 0 in padding rows
+DETECTION_CLASSES = "detection_classes"  # int32 [B, D]: thing class 1..K; 0 in padding rows
+DETECTION_VALID = "detection_valid"  # int32 [B, D]: 1 for a detection, 0 for padding
+MASK_PROBABILITIES = "mask_probabilities"  # float32 [B, D, M, M]: mask of the detected class
 
 # Post-processed predictions.
 SEMANTIC = "semantic"  # int32 HxW
@@ -39,3 +48,4 @@ INSTANCE_SCORES = "instance_scores"  # float32 [B, K]: row i is instance id i + 
 INSTANCE_CLASSES = "instance_classes"  # int32 [B, K]: voted class of each instance
 INSTANCE_PANOPTIC_IDS = "instance_panoptic_ids"  # int32 [B, K]: class * divisor + k
 INSTANCE_CENTERS = "instance_centers"  # int32 [B, K, 2] (y, x), -1 padded
+BOXES = "boxes"  # float32 [B, K, 4] (x0, y0, x1, y1): detected box of instance i + 1; 0 for none

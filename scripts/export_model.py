@@ -1,5 +1,8 @@
 """Exports a model directory's model as a SavedModel serving one image of any size.
 
+Every family gets the same signature (maps and instance tables), plus the
+per-instance outputs it declares (Panoptic FPN: `boxes`).
+
 Everything comes from the model directory (model_config.json and the latest
 checkpoint, or --checkpoint); test-time augmentation and post-processing
 overrides are flags. See deeplab2.export.
@@ -39,8 +42,8 @@ def main(argv):
     except OSError as error:
         sys.exit(f"error: cannot write {_OUTPUT_DIR.value}: {error.strerror or error}")
     print(f"Wrote {_OUTPUT_DIR.value} from {checkpoint} (step {step}): signature "
-          "'serving_default' takes a uint8 image [height, width, 3] and returns panoptic, "
-          "semantic, instance maps and instance tables")
+          "'serving_default' takes a uint8 image [height, width, 3] and returns "
+          f"{', '.join(predictor.image_output_keys)}")
 
 
 if __name__ == "__main__":

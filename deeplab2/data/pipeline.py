@@ -2,8 +2,9 @@
 
 Both plug into `strategy.distribute_datasets_from_function` through an
 `input_context` and read their settings from the model's `ModelConfig`: the
-dataset, the training crop, the output stride its sizes must fit, and the pad
-value. Elements are dicts keyed by deeplab2.common names.
+dataset, the training crop, the input sizes the model takes
+(`ModelConfig.check_input_size`), and the pad value. Elements are dicts keyed
+by deeplab2.common names.
 
 Training (`training_dataset`): an endless stream of epochs. Each epoch visits
 this pipeline's files in a new order (seeded by the epoch), reads up to
@@ -161,12 +162,13 @@ def training_dataset(file_pattern: FilePattern, config, targets: Targets, *,
     Returns:
         Per-replica batches: IMAGE float32 [b, crop_h, crop_w, 3] in [0, 255],
         PANOPTIC_LABEL int32, IMAGE_ID, IMAGE_HEIGHT, IMAGE_WIDTH (original
-        size), and the targets.
+        size), SAMPLE_SEED (int32 [b, 2], each example's seed for the model's
+        own random sampling), and the targets.
     """
     options = options or TrainingInput()
     if config.crop_size is None:
         raise ValueError("the model has no training crop: set build_model.crop_size.")
-    crop = augment.validate_crop_size(config.crop_size, config.output_stride)
+    crop = config.check_input_size(config.crop_size)
     info = config.dataset
     num_pipelines, pipeline_id = _pipeline(input_context)
     shard = shard_records(records_lib.list_files(file_pattern, "training file pattern"),
@@ -183,8 +185,9 @@ def training_dataset(file_pattern: FilePattern, config, targets: Targets, *,
     def process(index, serialized):
         example = decode_example(serialized)
         image, label = example[common.IMAGE], example[common.PANOPTIC_LABEL]
-        augment_seed, autoaugment_seed = tf.unstack(tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(base_seed, index), 2))
+        augment_seed, autoaugment_seed, sample_seed = tf.unstack(
+            tf.random.experimental.stateless_split(
+                tf.random.experimental.stateless_fold_in(base_seed, index), 3))
         if options.autoaugment:
             image = apply_autoaugment(image, autoaugment_seed)
         image, label = augment.random_scale_crop_flip(
@@ -195,6 +198,7 @@ def training_dataset(file_pattern: FilePattern, config, targets: Targets, *,
         out = {key: example[key] for key in _KEPT_KEYS}
         out[common.IMAGE] = image
         out[common.PANOPTIC_LABEL] = label
+        out[common.SAMPLE_SEED] = tf.cast(sample_seed, tf.int32)
         out.update(targets(label))
         return out
 
@@ -233,8 +237,9 @@ def evaluation_dataset(file_pattern: FilePattern, config, *, global_batch_size: 
         file_pattern: glob(s) of TFRecord files.
         config: the model's ModelConfig.
         global_batch_size: batch size over all replicas.
-        crop_size: (height, width) every image is padded to, `k * output_stride
-            + 1` and at least the largest image; default: the model's crop.
+        crop_size: (height, width) every image is padded to, a size the model
+            takes (e.g. `k * output_stride + 1`) and at least the largest
+            image; default: the model's crop.
         input_context: from `distribute_datasets_from_function`.
         keep_image_ids: keep the string IMAGE_ID (False for devices that take
             no strings, e.g. TPUs).
@@ -245,7 +250,7 @@ def evaluation_dataset(file_pattern: FilePattern, config, *, global_batch_size: 
         (original size; 0 for fillers), IMAGE_INDEX (int32 position in the
         split, -1 for fillers) and IMAGE_ID ("" for fillers).
     """
-    crop = augment.validate_crop_size(crop_size or config.crop_size, config.output_stride)
+    crop = config.check_input_size(crop_size or config.crop_size)
     info = config.dataset
     num_pipelines, pipeline_id = _pipeline(input_context)
     files = records_lib.list_files(file_pattern, "evaluation file pattern")

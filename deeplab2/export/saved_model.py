@@ -3,10 +3,12 @@
 The serving function (signature "serving_default", also the `serve` endpoint)
 takes `image`, a uint8 [height, width, 3] tensor of any size. It pads the image
 at the bottom and right to the next size the model takes with the model's pad
-value, runs the Predictor (model, test-time augmentation and XLA-compiled
-post-processing, with the options it was built with) and crops the maps back
-to the image size. The graph is traced once with unknown sizes; XLA compiles
-the post-processing for each new padded size on first use and caches it.
+value, runs the Predictor (model, test-time augmentation and post-processing,
+with the options it was built with) and crops the maps back to the image size.
+The graph is traced once with unknown sizes (every family's model and
+post-processing accept them, see deeplab2.model.meta); post-processing that a
+family compiles with XLA (Panoptic-DeepLab's) is compiled for each new padded
+size on first use and cached.
 
 Written with Keras' `ExportArchive`, so that the SavedModel loads both with
 `tf.saved_model.load` and with the graph-mode loader of TF Serving and
@@ -18,9 +20,12 @@ The model's configuration (dataset, post-processing, ...) is written beside
 it as `assets.extra/model_config.json` (TF Serving's folder for files it
 does not load), so tools reading the predictions know the label space.
 
-Outputs: `panoptic`, `semantic`, `instance` int32 [height, width];
-`instance_scores` float32, `instance_classes` and `instance_panoptic_ids`
-int32 [K] (row i describes instance id i + 1; see deeplab2.model.meta).
+Outputs (`Predictor.image_output_keys`): `panoptic`, `semantic`, `instance`
+int32 [height, width]; `instance_scores` float32, `instance_classes` and
+`instance_panoptic_ids` int32 [K] (row i describes instance id i + 1; see
+deeplab2.model.meta); then the family's `instance_outputs`, e.g. Panoptic
+FPN's `boxes` float32 [K, 4] (x0, y0, x1, y1) in image pixels, 0 for rows
+without instance.
 """
 import os
 import shutil
@@ -30,8 +35,9 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
-from deeplab2 import common
 from deeplab2.inference import Predictor
+# The maps and instance tables every signature returns (re-exported).
+from deeplab2.inference.predictor import INSTANCE_KEYS, MAP_KEYS  # noqa: F401
 from deeplab2.model.meta import CONFIG_FILE
 from deeplab2.utils.paths import (OutputPathError, prepare_output_dir,
                                   remove_stale_temporaries, temporary_prefix)
@@ -39,9 +45,6 @@ from deeplab2.utils.paths import (OutputPathError, prepare_output_dir,
 INPUT_KEY = "image"
 EXTRA_DIR = "assets.extra"
 ENDPOINT = "serve"
-MAP_KEYS = (common.PANOPTIC, common.SEMANTIC, common.INSTANCE)
-INSTANCE_KEYS = (common.INSTANCE_SCORES, common.INSTANCE_CLASSES,
-                 common.INSTANCE_PANOPTIC_IDS)
 DEFAULT_MAX_SIDE = 4096
 INPUT_SIGNATURE = (tf.TensorSpec([None, None, 3], tf.uint8, name=INPUT_KEY),)
 
@@ -54,11 +57,7 @@ def serving_function(predictor: Predictor, jit_compile: bool = False,
     if max_side < 1:
         raise ValueError(f"max_side must be >= 1, got {max_side}")
 
-    def compute(image):
-        predictions = predictor.predict_image(image)
-        return {key: predictions[key] for key in MAP_KEYS + INSTANCE_KEYS}
-
-    compute = tf.function(compute, jit_compile=jit_compile)
+    compute = tf.function(predictor.predict_image, jit_compile=jit_compile)
 
     def serve(image: tf.Tensor) -> Dict[str, tf.Tensor]:
         # Signature calls skip the shape check of tf.function calls: check at run time.

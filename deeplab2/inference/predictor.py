@@ -16,7 +16,7 @@ sizes then are scalar tensors.
 No float64 and no string tensor is used: the predictor runs inside exported
 models and on TPUs.
 """
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import gin
 import keras
@@ -25,6 +25,12 @@ import tensorflow as tf
 from deeplab2 import common
 from deeplab2.data.augment import pad_image
 from deeplab2.model.meta import MEAN, OFFSET, SOFTMAX, ModelConfig, get_meta_architecture
+
+
+# Per-image predictions of `Predictor.predict_image`: maps, then instance tables.
+MAP_KEYS = (common.PANOPTIC, common.SEMANTIC, common.INSTANCE)
+INSTANCE_KEYS = (common.INSTANCE_SCORES, common.INSTANCE_CLASSES,
+                       common.INSTANCE_PANOPTIC_IDS)
 
 
 def _resize(images: tf.Tensor, size) -> tf.Tensor:
@@ -216,26 +222,39 @@ class Predictor:
         paddings = [[0, target[0] - height], [0, target[1] - width], [0, 0]]
         return pad_image(image, paddings, self.config.pad_value)[None], (height, width)
 
+    @property
+    def image_output_keys(self) -> Tuple[str, ...]:
+        """Keys of `predict_image`'s result: the maps, the instance tables and
+        the family's `instance_outputs` (e.g. BOXES)."""
+        return MAP_KEYS + INSTANCE_KEYS + tuple(self.family.instance_outputs)
+
     def predict_image(self, image: tf.Tensor) -> Dict[str, tf.Tensor]:
         """One HxWx3 image (any numeric dtype, values in [0, 255]) -> its
-        predictions at its size: prepared (`prepare_image`), predicted,
-        cropped back (and with `fit_size` resized back, nearest neighbour).
-        Works with sizes unknown when tracing (the exported signature)."""
+        predictions at its size (`image_output_keys`): prepared
+        (`prepare_image`), predicted, maps cropped back and BOXES clipped to
+        the image (padding is at the bottom/right, so nothing shifts); with
+        `fit_size`, maps resized back (nearest neighbour) and boxes scaled
+        back. Works with sizes unknown when tracing (the exported signature)."""
         shape = tf.shape(image)
         images, (height, width) = self.prepare_image(image)
         predictions = self(images, image_sizes=tf.stack([height, width])[None])
         outputs = {}
-        for key, value in predictions.items():
-            if value.shape.rank is not None and value.shape.rank >= 3 and key in (
-                    common.SEMANTIC, common.INSTANCE, common.PANOPTIC):
-                value = value[0, :height, :width]
+        for key in self.image_output_keys:
+            value = predictions[key][0]
+            if key in MAP_KEYS:
+                value = value[:height, :width]
                 if self.fit_size is not None:
                     value = tf.image.resize(value[..., None], shape[:2],
                                             method="nearest")[..., 0]
-                outputs[key] = value
-            elif key in (common.INSTANCE_SCORES, common.INSTANCE_CLASSES,
-                         common.INSTANCE_PANOPTIC_IDS):
-                outputs[key] = value[0]
+            elif key == common.BOXES:
+                # (x0, y0, x1, y1) in pixel edges, clipped to the image as the
+                # maps are cropped, then scaled from the fitted to its own size.
+                size = tf.cast(tf.stack([width, height]), tf.float32)
+                value = tf.minimum(value, tf.tile(size, [2]))
+                if self.fit_size is not None:
+                    own = tf.cast(tf.stack([shape[1], shape[0]]), tf.float32)
+                    value = value * tf.tile(own / size, [2])
+            outputs[key] = value
         return outputs
 
 

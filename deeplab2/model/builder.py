@@ -61,10 +61,10 @@ def model_from_config(config: ModelConfig, pretrained: bool = True,
         create_variables: run one small forward pass so that every variable
             exists (needed before restoring a checkpoint or training).
     """
-    model = get_meta_architecture(config.meta_architecture).build(
-        config, pretrained=pretrained)
+    family = get_meta_architecture(config.meta_architecture)
+    model = family.build(config, pretrained=pretrained)
     model.model_config = config
     if create_variables:
-        side = 2 * config.output_stride + 1
+        side = family.padded_size(2 * config.output_stride, config)
         model(np.zeros((1, side, side, 3), np.float32), training=False)
     return model

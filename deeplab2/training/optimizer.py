@@ -1,9 +1,26 @@
-"""Adam with a poly learning-rate schedule and optional linear warmup."""
-from typing import Optional
+"""The optimizer: Adam or SGD with momentum, on a poly or a step-decay
+learning-rate schedule, both with an optional linear warmup.
+
+Adam on a poly schedule is the bottom-up (Panoptic-DeepLab) recipe; SGD with
+momentum on step decay is the top-down (Mask R-CNN style) one. The schedules
+are evaluated at `optimizer.iterations`, the number of updates done so far.
+"""
+from typing import Optional, Sequence
 
 import gin
 import keras
 import tensorflow as tf
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("poly", "step")
+
+
+def _warmup_factor(step, warmup_steps: int, start_factor: float):
+    """The linear warmup's multiplier at `step` (float32): `start_factor` at
+    step 0, rising to 1 at `warmup_steps` and staying there (detectron2's
+    "linear" warmup)."""
+    fraction = tf.minimum(step / float(warmup_steps), 1.0)
+    return start_factor + (1.0 - start_factor) * fraction
 
 
 @keras.saving.register_keras_serializable(package="deeplab2")
@@ -34,9 +51,7 @@ class PolyWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
                 * tf.pow(1.0 - progress, self.power) + self.end_learning_rate)
         if not self.warmup_steps:
             return poly
-        fraction = tf.minimum(step / float(self.warmup_steps), 1.0)
-        factor = self.warmup_start_factor + (1.0 - self.warmup_start_factor) * fraction
-        return poly * factor
+        return poly * _warmup_factor(step, self.warmup_steps, self.warmup_start_factor)
 
     def get_config(self):
         return dict(base_learning_rate=self.base_learning_rate, decay_steps=self.decay_steps,
@@ -45,15 +60,105 @@ class PolyWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
                     warmup_start_factor=self.warmup_start_factor)
 
 
+@keras.saving.register_keras_serializable(package="deeplab2")
+class StepDecayWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """lr(step) = base * decay_factor ** (number of boundaries <= step), times a
+    linear warmup factor (detectron2's WarmupMultiStepLR).
+
+    The rate drops at each boundary: step `b - 1` has the old rate, step `b`
+    the new one. During the first `warmup_steps` the rate is multiplied by a
+    factor rising linearly from `warmup_start_factor` to 1.
+    """
+
+    def __init__(self, base_learning_rate: float, boundaries: Sequence[int] = (),
+                 decay_factor: float = 0.1, warmup_steps: int = 0,
+                 warmup_start_factor: float = 0.0):
+        boundaries = [int(b) for b in boundaries]
+        if any(b <= 0 for b in boundaries) or any(
+                a >= b for a, b in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"boundaries must be increasing positive steps, got {boundaries}.")
+        self.base_learning_rate = base_learning_rate
+        self.boundaries = boundaries
+        self.decay_factor = decay_factor
+        self.warmup_steps = warmup_steps
+        self.warmup_start_factor = warmup_start_factor
+
+    def __call__(self, step):
+        # The rates of the intervals, rounded once from Python floats.
+        rates = tf.constant([self.base_learning_rate * self.decay_factor ** i
+                             for i in range(len(self.boundaries) + 1)], tf.float32)
+        boundaries = tf.constant(self.boundaries, tf.int64, [len(self.boundaries)])
+        passed = tf.reduce_sum(tf.cast(tf.cast(step, tf.int64) >= boundaries, tf.int32))
+        rate = tf.gather(rates, passed)
+        if not self.warmup_steps:
+            return rate
+        return rate * _warmup_factor(tf.cast(step, tf.float32), self.warmup_steps,
+                                     self.warmup_start_factor)
+
+    def get_config(self):
+        return dict(base_learning_rate=self.base_learning_rate,
+                    boundaries=list(self.boundaries), decay_factor=self.decay_factor,
+                    warmup_steps=self.warmup_steps,
+                    warmup_start_factor=self.warmup_start_factor)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(f"build_optimizer.{message}")
+
+
 @gin.configurable(denylist=["num_steps"])
-def build_optimizer(num_steps: int, learning_rate: float = 1e-3, power: float = 0.9,
-                    end_learning_rate: float = 0.0, warmup_steps: int = 0,
+def build_optimizer(num_steps: int, optimizer: str = "adam", learning_rate: float = 1e-3,
+                    schedule: str = "poly", power: float = 0.9,
+                    end_learning_rate: float = 0.0,
+                    decay_boundaries: Sequence[int] = (), decay_factor: float = 0.1,
+                    warmup_steps: int = 0, warmup_start_factor: float = 0.0,
                     beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                    momentum: float = 0.9, nesterov: bool = False,
                     weight_decay: Optional[float] = None,
                     global_clipnorm: Optional[float] = None) -> keras.optimizers.Optimizer:
-    """Adam (no weight decay by default) on a poly schedule over `num_steps`."""
-    schedule = PolyWithWarmup(learning_rate, num_steps, power, end_learning_rate,
-                              warmup_steps)
-    return keras.optimizers.Adam(learning_rate=schedule, beta_1=beta_1, beta_2=beta_2,
+    """The optimizer of a run of `num_steps` updates.
+
+    Args:
+        num_steps: optimizer updates of the run (the poly schedule's length).
+        optimizer: "adam" (beta_1, beta_2, epsilon) or "sgd" (momentum, nesterov).
+        learning_rate: the base rate.
+        schedule: "poly" (power, end_learning_rate; decays to
+            end_learning_rate at num_steps) or "step" (the rate times
+            decay_factor at each of decay_boundaries, steps in 1..num_steps).
+        warmup_steps, warmup_start_factor: a linear warmup over the first
+            warmup_steps from learning_rate * warmup_start_factor (detectron2:
+            0.001; UPSNet: 0.1; Seamless: 1/3).
+        weight_decay: Keras' decay, applied before each update as
+            `w -= lr * weight_decay * w` (lr the scheduled rate), outside the
+            gradient and momentum. For SGD without momentum this equals an L2
+            penalty weight_decay / 2 * |w|^2 in the loss; with momentum m the
+            papers' L2 (decay inside the momentum) decays about 1 / (1 - m)
+            times more in steady state. None: no decay.
+        global_clipnorm: clip the gradients' global norm (None: no clipping).
+    """
+    _check(optimizer in OPTIMIZERS,
+           f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    _check(schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+    _check(0.0 <= warmup_start_factor <= 1.0,
+           f"warmup_start_factor must be in [0, 1], got {warmup_start_factor}.")
+    boundaries = list(decay_boundaries)
+    if schedule == "step":
+        _check(all(0 < b <= num_steps for b in boundaries)
+               and all(a < b for a, b in zip(boundaries, boundaries[1:])),
+               f"decay_boundaries must be increasing steps in 1..num_steps={num_steps}, "
+               f"got {tuple(boundaries)}.")
+        rates = StepDecayWithWarmup(learning_rate, boundaries, decay_factor, warmup_steps,
+                                    warmup_start_factor)
+    else:
+        _check(not boundaries, "decay_boundaries apply to schedule='step' only, "
+               f"got {tuple(boundaries)} with schedule='poly'.")
+        rates = PolyWithWarmup(learning_rate, num_steps, power, end_learning_rate,
+                               warmup_steps, warmup_start_factor)
+    if optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=rates, momentum=momentum,
+                                    nesterov=nesterov, weight_decay=weight_decay,
+                                    global_clipnorm=global_clipnorm)
+    return keras.optimizers.Adam(learning_rate=rates, beta_1=beta_1, beta_2=beta_2,
                                  epsilon=epsilon, weight_decay=weight_decay,
                                  global_clipnorm=global_clipnorm)

@@ -1,11 +1,22 @@
 """The training loop: distributed steps, checkpoints, summaries, progress.
 
 `TrainLoop` is independent of Gin and of the model family: it takes a model
-that maps an image batch to a dict of outputs, a loss that maps (targets,
+that maps an image batch to a dict of outputs (or a `forward_fn` that runs it
+on a whole batch, e.g. with its ground truth), a loss that maps (targets,
 outputs) to per-image losses with a "total_loss" entry, an optimizer and a
 function that builds the per-replica dataset. Several steps run inside one
 tf.function call (`steps_per_loop`) so an accelerator is fed without a host
 round trip per step.
+
+Gradient accumulation (`accumulation_steps` k > 1): a step is one optimizer
+update on k consecutive batches of `global_batch_size` images. Each replica
+adds the gradients of its part of a batch into its own accumulators
+(non-trainable, per-replica variables outside the checkpoint, zero between
+steps); the update all-reduces them once and zeroes them. Every loss is
+divided by global_batch_size * k, so the update follows the gradient of the
+mean loss over all k batches, and the reported losses are that mean. The
+step counter, the learning-rate schedule, checkpoints and summaries count
+updates; the input stream advances k batches per step.
 
 Compiled steps (`jit_compile`): with one replica the whole replica step
 (forward pass, losses, gradients, loss scaling, optimizer update) is one XLA
@@ -50,10 +61,22 @@ class LoopOptions:
     summary_every: int = 100
     image_summary_every: int = 0  # 0: no prediction pictures in TensorBoard
     jit_compile: bool = False  # compile the replica step with XLA (see above)
+    accumulation_steps: int = 1  # batches per optimizer update (see above)
+
+    def __post_init__(self):
+        if not isinstance(self.accumulation_steps, int) or self.accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be a positive integer, got "
+                             f"{self.accumulation_steps!r}.")
 
 
 def _runs_on_tpu(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.TPUStrategy)
+
+
+def _non_finite(losses: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """1.0 if any loss is NaN or Inf, else 0.0."""
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in losses.values()])
+    return 1.0 - tf.cast(finite, tf.float32)
 
 
 class TrainLoop:
@@ -64,10 +87,15 @@ class TrainLoop:
                  optimizer: keras.optimizers.Optimizer,
                  dataset_fn: Callable[[tf.distribute.InputContext, int], tf.data.Dataset],
                  model_dir: str, options: LoopOptions,
-                 image_summary_fn: Optional[Callable[[], np.ndarray]] = None):
+                 image_summary_fn: Optional[Callable[[], np.ndarray]] = None,
+                 forward_fn: Optional[Callable[[keras.Model, Dict], Dict]] = None):
         self.strategy = strategy
         self.model = model
         self.loss_fn = loss_fn
+        # (model, batch) -> outputs (`MetaArchitecture.training_outputs`);
+        # default: the model on the batch's images.
+        self.forward_fn = forward_fn or (
+            lambda model, batch: model(batch[common.IMAGE], training=True))
         self.optimizer = optimizer
         self.dataset_fn = dataset_fn
         self.model_dir = model_dir
@@ -78,6 +106,15 @@ class TrainLoop:
                 0, dtype=tf.int64, trainable=False, name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.optimizer.build(self.model.trainable_variables)
+            # Per replica (read locally in a replica step); not checkpointed.
+            self._accumulators = [
+                tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False,
+                            name="gradient_accumulator",
+                            synchronization=tf.VariableSynchronization.ON_READ,
+                            aggregation=tf.VariableAggregation.SUM)
+                for v in self.model.trainable_variables
+            ] if options.accumulation_steps > 1 else []
+            self._no_gradient = set()  # indices of variables without a gradient
         # Random-number states (dropout, drop path) are saved too, so that a
         # resumed run continues exactly where the interrupted one stopped.
         rng_states = [v for v in self.model.variables if "seed_generator" in v.path]
@@ -153,13 +190,14 @@ class TrainLoop:
 
     def _gradients(self, inputs):
         """Forward pass, per-replica losses (summed over this replica's images
-        and divided by the global batch) and their gradients."""
+        and divided by the images of a step, global batch * accumulation
+        steps) and their gradients."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = self.model(inputs[common.IMAGE], training=True)
-            # Sum / global batch, as tf.nn.compute_average_loss, without its
-            # assertion (string constants have no place in a compiled step).
-            scale = 1.0 / self.options.global_batch_size
+            outputs = self.forward_fn(self.model, inputs)
+            # Sum / images per update, as tf.nn.compute_average_loss, without
+            # its assertion (string constants have no place in a compiled step).
+            scale = 1.0 / (self.options.global_batch_size * self.options.accumulation_steps)
             losses = {name: tf.reduce_sum(tf.cast(value, tf.float32)) * scale
                       for name, value in self.loss_fn(inputs, outputs).items()}
             scaled = self.optimizer.scale_loss(losses[TOTAL_LOSS])
@@ -169,6 +207,52 @@ class TrainLoop:
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         self.step.assign_add(1)
 
+    def _compiles_whole_step(self) -> bool:
+        """Whether XLA compiles the update with the gradients (one replica)."""
+        return (self.options.jit_compile and not _runs_on_tpu(self.strategy)
+                and self.strategy.num_replicas_in_sync == 1)
+
+    def _accumulate(self, grads):
+        # A variable the loss does not reach has no gradient: recorded (when
+        # the micro-step is traced, before the update) so that the update
+        # leaves it out, as an update without accumulation does.
+        self._no_gradient = {i for i, grad in enumerate(grads) if grad is None}
+        for accumulator, grad in zip(self._accumulators, grads):
+            if grad is not None:
+                accumulator.assign_add(grad)
+
+    def _gradients_accumulated(self, inputs):
+        losses, grads = self._gradients(inputs)
+        self._accumulate(grads)
+        return losses
+
+    def _update_accumulated(self):
+        """The update with this replica's accumulated gradients, then zeroes them."""
+        self._update([None if i in self._no_gradient else tf.identity(a)
+                      for i, a in enumerate(self._accumulators)])
+        for accumulator in self._accumulators:
+            accumulator.assign(tf.zeros_like(accumulator))
+
+    def _replica_micro_step(self, inputs):
+        """Adds the gradients of this replica's part of one batch to its
+        accumulators; returns its losses and a 0/1 flag of non-finite losses."""
+        inputs = {k: v for k, v in inputs.items() if v.dtype != tf.string}
+        if not self.options.jit_compile or _runs_on_tpu(self.strategy):
+            losses = self._gradients_accumulated(inputs)
+        elif self._compiles_whole_step():
+            losses = tf.function(self._gradients_accumulated, jit_compile=True)(inputs)
+        else:
+            # As in _replica_step: the collectives-free part, per device.
+            losses, grads = tf.function(self._gradients, jit_compile=True)(inputs)
+            self._accumulate(grads)
+        return losses, _non_finite(losses)
+
+    def _replica_update(self):
+        if self._compiles_whole_step():
+            tf.function(self._update_accumulated, jit_compile=True)()
+        else:
+            self._update_accumulated()
+
     def _replica_step(self, inputs):
         """One step on this replica's batch; returns its losses and a 0/1 flag
         of non-finite losses."""
@@ -177,7 +261,7 @@ class TrainLoop:
         if not self.options.jit_compile or _runs_on_tpu(self.strategy):
             losses, grads = self._gradients(inputs)
             self._update(grads)
-        elif self.strategy.num_replicas_in_sync == 1:
+        elif self._compiles_whole_step():
             def whole_step(inputs):
                 losses, grads = self._gradients(inputs)
                 self._update(grads)
@@ -187,20 +271,34 @@ class TrainLoop:
             # A new function per replica trace: one XLA computation per device.
             losses, grads = tf.function(self._gradients, jit_compile=True)(inputs)
             self._update(grads)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in losses.values()])
-        return losses, 1.0 - tf.cast(finite, tf.float32)
+        return losses, _non_finite(losses)
 
     def _build_loop(self, num_steps_in_loop: int):
         strategy = self.strategy
 
-        # A function of its own: called before and inside the loop below, it
-        # is traced once (tracing the step is most of a run's start-up time).
+        def reduced(replica_fn, iterator):
+            losses, non_finite = strategy.run(replica_fn, args=(next(iterator),))
+            losses = {k: strategy.reduce("SUM", v, axis=None) for k, v in losses.items()}
+            return losses, strategy.reduce("SUM", non_finite, axis=None)
+
+        # Functions of their own: called before and inside the loops below,
+        # they are traced once (tracing the step is most of a run's start-up time).
+        @tf.function
+        def micro_step(iterator):
+            return reduced(self._replica_micro_step, iterator)
+
         @tf.function
         def one_step(iterator):
-            losses, non_finite = strategy.run(self._replica_step, args=(next(iterator),))
-            losses = {k: strategy.reduce("SUM", v, axis=None) for k, v in losses.items()}
-            finite = strategy.reduce("SUM", non_finite, axis=None) == 0
-            return losses, finite
+            if not self._accumulators:
+                losses, non_finite = reduced(self._replica_step, iterator)
+                return losses, non_finite == 0
+            losses, non_finite = micro_step(iterator)
+            for _ in tf.range(self.options.accumulation_steps - 1):
+                more, more_non_finite = micro_step(iterator)
+                losses = {k: v + more[k] for k, v in losses.items()}
+                non_finite += more_non_finite
+            strategy.run(self._replica_update)
+            return losses, non_finite == 0
 
         @tf.function
         def loop(iterator):
@@ -224,10 +322,12 @@ class TrainLoop:
 
     def data_iterator(self, start_step: int):
         """The data stream of the steps from `start_step` on: `dataset_fn`
-        positions it there, so a run resumed at a checkpoint sees the batches
-        an uninterrupted run sees."""
+        is given the batches consumed before it (start_step *
+        accumulation_steps) and skips them, so a run resumed at a checkpoint
+        sees the batches an uninterrupted run sees."""
+        start_batch = start_step * self.options.accumulation_steps
         return iter(self.strategy.distribute_datasets_from_function(
-            lambda ctx: self.dataset_fn(ctx, start_step)))
+            lambda ctx: self.dataset_fn(ctx, start_batch)))
 
     def train(self, until_step: Optional[int] = None) -> Dict[str, float]:
         """Trains from the current step to `until_step` (default `num_steps`)
@@ -272,7 +372,8 @@ class TrainLoop:
                     tf.summary.scalar("learning_rate", lr)
                     tf.summary.scalar("steps_per_second", n / max(elapsed, 1e-9))
                     tf.summary.scalar("examples_per_second",
-                                      n * opts.global_batch_size / max(elapsed, 1e-9))
+                                      n * opts.global_batch_size * opts.accumulation_steps
+                                      / max(elapsed, 1e-9))
             if (self.image_summary_fn is not None and opts.image_summary_every
                     and (step % opts.image_summary_every < n or step == end)):
                 with writer.as_default(step=step):

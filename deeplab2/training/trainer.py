@@ -38,8 +38,12 @@ class Trainer:
     Args:
         model_dir: checkpoints, configs, summaries and evaluation results.
         train_file_pattern: training TFRecords.
-        global_batch_size: images per step over all replicas.
-        num_steps: training steps.
+        global_batch_size: images per batch over all replicas.
+        num_steps: training steps (optimizer updates).
+        accumulation_steps: batches per step: each update follows the mean
+            loss over global_batch_size * accumulation_steps images (gradient
+            accumulation). Steps count updates everywhere (num_steps, the
+            learning-rate schedule, checkpoints, summaries).
         steps_per_loop: steps run per tf.function call (and between progress
             updates); a checkpoint boundary ends a loop early.
         checkpoint_every, keep_checkpoints: checkpoint interval and how many
@@ -65,6 +69,7 @@ class Trainer:
 
     def __init__(self, model_dir: str, *, train_file_pattern: Optional[str] = None,
                  global_batch_size: int = 8, num_steps: int = 1000,
+                 accumulation_steps: int = 1,
                  steps_per_loop: int = 10, checkpoint_every: int = 500,
                  keep_checkpoints: int = 5, summary_every: int = 100,
                  image_summary_every: int = 0, init_checkpoint: Optional[str] = None,
@@ -81,7 +86,8 @@ class Trainer:
             num_steps=num_steps, global_batch_size=global_batch_size,
             steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every,
             keep_checkpoints=keep_checkpoints, summary_every=summary_every,
-            image_summary_every=image_summary_every, jit_compile=jit_compile)
+            image_summary_every=image_summary_every, jit_compile=jit_compile,
+            accumulation_steps=accumulation_steps)
         self.init_checkpoint = init_checkpoint
         self.init_required = init_required
         self.mixed_precision = mixed_precision
@@ -153,11 +159,13 @@ class Trainer:
         targets = get_meta_architecture(config.meta_architecture).training_targets(config)
         options = pipeline.TrainingInput()
 
-        def dataset_fn(context: tf.distribute.InputContext, start_step: int):
+        # The stream skips the batches before the run's first step (TrainLoop
+        # passes step * accumulation_steps): the pipeline's steps are batches.
+        def dataset_fn(context: tf.distribute.InputContext, start_batch: int):
             return pipeline.training_dataset(
                 self.train_file_pattern, config, targets,
                 global_batch_size=self.global_batch_size, seed=self.seed,
-                start_step=start_step, input_context=context, options=options)
+                start_step=start_batch, input_context=context, options=options)
         return dataset_fn
 
     def train_loop(self, strategy: tf.distribute.Strategy, model: keras.Model,
@@ -173,7 +181,8 @@ class Trainer:
             print(f"Initialized from {report.summary()}", flush=True)
         loss = family.training_loss(config)
         return TrainLoop(strategy, model, loss, optimizer, self._dataset_fn(model),
-                         self.model_dir, self.loop_options, image_summary_fn=pictures)
+                         self.model_dir, self.loop_options, image_summary_fn=pictures,
+                         forward_fn=family.training_outputs)
 
     def write_gin_config(self, operative: bool = False) -> str:
         """Writes the Gin config under model_dir: `config.gin`, every binding

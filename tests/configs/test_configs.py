@@ -44,6 +44,8 @@ from deeplab2.training.config import CONFIGS_DIR, parse_gin
 from deeplab2.training.optimizer import build_optimizer
 from deeplab2.training.trainer import Trainer
 
+from config_counts import COUNTED_WITH_PAPER_ROW, COUNTS, PAPER_ROWS
+
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The recipes of this library; deeplab2/ (google-research/deeplab2's
 # architectures) is tested in tests/model/panoptic_deeplab/test_deeplab2_import.py.
@@ -162,44 +164,6 @@ POSTPROCESS = {
                              stuff_area_limit=4096),
     "synthetic": dict(center_threshold=0.1, nms_kernel=41, keep_k_centers=200,
                       stuff_area_limit=get_dataset_info("synthetic").stuff_area_limit),
-}
-
-# (trainable parameters, multiply-adds) of each config's model at its
-# evaluation crop, as `python scripts/profile_model.py --dataset ... --json`
-# counts them; the README table lists them in millions / billions.
-COUNTS = {
-    "cityscapes/mobilenet_v3_large_os16.gin": (3_650_166, 53_766_834_984),
-    "cityscapes/mobilenet_v3_small_os32.gin": (2_151_606, 34_915_420_840),
-    "cityscapes/resnet50_beta_os16.gin": (30_093_574, 391_102_757_296),
-    "cityscapes/resnet50_os32.gin": (29_969_606, 208_617_191_344),
-    "cityscapes/swidernet_sac_0.25_0.5_1_os16.gin": (36_155_609, 576_055_887_776),
-    "cityscapes/swidernet_sac_1_1_1_os16.gin": (168_719_449, 3_360_804_325_408),
-    "cityscapes/swidernet_sac_1_1_4.5_os16.gin": (618_920_035, 10_863_647_743_008),
-    "cityscapes/wide_resnet41_os16.gin": (147_269_974, 3_237_444_895_264),
-    "cityscapes/xception71_os16.gin": (46_745_486, 546_156_398_200),
-    "coco/resnet50_beta_os16.gin": (30_123_129, 78_917_565_616),
-    "coco/resnet50_os32.gin": (29_999_161, 42_460_068_528),
-    "coco/swidernet_sac_1_1_1_os16.gin": (168_749_004, 679_363_957_536),
-    "coco/swidernet_sac_1_1_4_os16.gin": (569_444_565, 1_994_857_940_256),
-    "coco/xception71_os16.gin": (46_775_041, 109_660_140_536),
-    "mapillary_vistas/xception71_os16.gin": (46_757_308, 1_228_290_020_600),
-    "synthetic/quickstart.gin": (674_977, 185_416_928),
-}
-
-# Config -> (paper, table, label) of its row in tests/model/test_paper_tables.py.
-PAPER_ROWS = {
-    "cityscapes/mobilenet_v3_large_os16.gin": ("000", 9, "Cityscapes MNV3"),
-    "cityscapes/resnet50_beta_os16.gin": ("000", 9, "Cityscapes ResNet-50"),
-    "cityscapes/xception71_os16.gin": ("000", 1, "C_Sem = 256 (final model)"),
-    "cityscapes/wide_resnet41_os16.gin": ("004", 3, "WR-41"),
-    "cityscapes/swidernet_sac_1_1_1_os16.gin": ("004", 3, "WR-41 + SAC + SE"),
-    "cityscapes/swidernet_sac_0.25_0.5_1_os16.gin": (
-        "004", "5, 12", "Cityscapes (0.25_0.5_1)"),
-    "coco/resnet50_beta_os16.gin": ("000", 9, "COCO ResNet-50"),
-    "coco/xception71_os16.gin": ("000", 9, "COCO Xception-71"),
-    "coco/swidernet_sac_1_1_1_os16.gin": ("004", 3, "WR-41 + SAC + SE"),
-    "coco/swidernet_sac_1_1_4_os16.gin": ("004", 4, "(1, 1, 4)"),
-    "mapillary_vistas/xception71_os16.gin": ("000", 5, "Xception-71"),
 }
 
 # Configs whose model is counted by default: one per backbone family
@@ -373,9 +337,18 @@ def test_config_paper_row(parsed, monkeypatch):
     assert architecture == expected
 
 
+@pytest.mark.parametrize("parsed", COUNTED_WITH_PAPER_ROW, indirect=True)
+def test_config_is_counted_with_its_paper_row(parsed, monkeypatch):
+    """Its paper row is the same model at the same input: the row's trace in
+    test_paper_tables.py checks the config's COUNTS."""
+    config = _model_config(monkeypatch)
+    row = _paper_row(PAPER_ROWS[parsed])
+    assert row.data == (tuple(_eval_crop(config)), config.dataset.num_classes)
+
+
 @pytest.mark.parametrize("parsed", [
     c if c in REPRESENTATIVE else pytest.param(c, marks=pytest.mark.slow)
-    for c in COMPLETE], indirect=True)
+    for c in COMPLETE if c not in COUNTED_WITH_PAPER_ROW], indirect=True)
 def test_config_model_counts(parsed, monkeypatch):
     """Counts the model the config builds, at its evaluation crop, without
     allocating weights."""

@@ -25,7 +25,7 @@ TARGET_KEYS = (common.SEMANTIC_TARGET, common.CENTER_HEATMAP_TARGET, common.CENT
                common.NUM_INSTANCES, common.OFFSET_TARGET, common.SEMANTIC_WEIGHTS,
                common.CENTER_WEIGHTS, common.OFFSET_WEIGHTS)
 KEYS = {common.IMAGE, common.PANOPTIC_LABEL, common.IMAGE_ID, common.IMAGE_HEIGHT,
-        common.IMAGE_WIDTH, *TARGET_KEYS}
+        common.IMAGE_WIDTH, common.SAMPLE_SEED, *TARGET_KEYS}
 NO_AUGMENTATION = pipeline.TrainingInput(min_scale=1.0, max_scale=1.0, flip_prob=0.0)
 
 

@@ -155,6 +155,14 @@ def test_reloaded_model_equals_the_in_process_pipeline(exported, size):
                                expected[common.INSTANCE_SCORES], atol=1e-5, rtol=0)
 
 
+def test_the_signature_returns_the_maps_and_instance_tables_only(exported):
+    _, images, outputs, _ = exported
+    for name in images:
+        served = {key.split("/")[1] for key in outputs
+                  if key.startswith(f"{name}/") and "/graph_mode/" not in key}
+        assert served == set(MAP_KEYS + INSTANCE_KEYS), served
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_the_graph_mode_loader_of_tf_serving_gives_the_same_outputs(exported, size):
     _, _, outputs, _ = exported

@@ -26,6 +26,7 @@ import functools
 
 import pytest
 
+from configs.config_counts import COUNTS, configs_counted_with_row
 from deeplab2.model import profile
 from deeplab2.model.backbones import registry
 
@@ -207,6 +208,9 @@ def test_paper_rows_of_one_configuration(rows):
     params_m = result["params"] / 1e6
     madds_b = result["madds"] / 1e9
     for row in rows:
+        # Shipped configs of this very model and input (tests/configs).
+        for config in configs_counted_with_row(row.paper, row.table, row.label):
+            assert (result["params"], result["madds"]) == COUNTS[config], config
         figures = (f"{row.paper}-T{row.table} {row.label}: ours {params_m:.2f} M / "
                    f"{madds_b:.2f} G vs paper {row.params_m} M / {row.madds_b} G")
         if row.expected is None:

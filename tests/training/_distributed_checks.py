@@ -4,14 +4,22 @@ default strategy, MirroredStrategy and XLA, printed as one JSON object.
     _distributed_checks.py RECORDS_DIR WORK_DIR
 
 Checks (each a key of the output):
-- "mirrored_step": one SGD step under MirroredStrategy vs the default strategy
-  (same global batch): losses and updated weights.
-- "compiled": one SGD step with the replica step compiled by XLA vs not, under
-  the default strategy and under MirroredStrategy (batch norm not
-  synchronized: XLA compiles no collective on CPUs), and a float16 step with
-  loss scaling; plus the dtypes found in the XLA-compiled step.
-- "mirrored_eval": the evaluation metrics under MirroredStrategy vs the default
-  strategy, with 2 images and a global batch of 4 (fillers pad the batch).
+- "mirrored_step": one SGD step of a slim Panoptic-DeepLab (synchronized
+  batch norm) under MirroredStrategy vs the default strategy (same global
+  batch): losses and updated weights.
+- "compiled": one SGD step with the replica step compiled by XLA vs not: the
+  Panoptic-DeepLab under the default strategy (plus the dtypes found in its
+  XLA-compiled step); the toy family of tests/toy_family.py (no batch norm)
+  under MirroredStrategy, and in float16 with loss scaling. The toy's steps
+  test the loop's mechanics and trace in seconds; a mirrored step traces the
+  model once per replica.
+- "accumulated": one SGD step of the toy family with gradient accumulation
+  (2 batches of 2) under MirroredStrategy, uncompiled and compiled, vs one
+  step on the batch of the same 4 images under the default strategy.
+- "mirrored_eval": the evaluation metrics of the toy family under
+  MirroredStrategy vs the default strategy, with 2 images and a global batch
+  of 4 (fillers pad the batch): the evaluator's batching and gathering do not
+  depend on the family.
 """
 import json
 import pathlib
@@ -34,6 +42,7 @@ from deeplab2.utils.graph_dtypes import compiled_tensor_dtypes  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import strided_conv_backbone  # noqa: E402
+import toy_family  # noqa: E402
 
 RECORDS, WORK_DIR = sys.argv[1], sys.argv[2]
 BACKBONE = strided_conv_backbone.register()
@@ -56,10 +65,16 @@ def tiny_model(strategy, **options):
     return model
 
 
+def toy_model(strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        return build_model(toy_family.NAME, dataset="synthetic", crop_size=CROP)
+
+
 def train_step(strategy, name, jit_compile=False, optimizer_fn=None, num_steps=1,
-               **options):
+               model_fn=tiny_model, batch=2, accumulation_steps=1):
     """Weights before and after `num_steps` steps, and the last losses."""
-    model = tiny_model(strategy, **options)
+    model = model_fn(strategy)
     config = model.model_config
     family = get_meta_architecture(config.meta_architecture)
     with strategy.scope():
@@ -71,13 +86,14 @@ def train_step(strategy, name, jit_compile=False, optimizer_fn=None, num_steps=1
     def dataset_fn(context, start_step):
         return pipeline.training_dataset(
             f"{RECORDS}/train-*.tfrecord", config, family.training_targets(config),
-            global_batch_size=2, seed=0, start_step=start_step, input_context=context,
+            global_batch_size=batch, seed=0, start_step=start_step, input_context=context,
             options=pipeline.TrainingInput(min_scale=1.0, max_scale=1.0, flip_prob=0.0))
 
     loop = TrainLoop(strategy, model, family.training_loss(config), optimizer, dataset_fn,
                      f"{WORK_DIR}/{name}",
-                     LoopOptions(num_steps=num_steps, global_batch_size=2, steps_per_loop=1,
-                                 jit_compile=jit_compile))
+                     LoopOptions(num_steps=num_steps, global_batch_size=batch, steps_per_loop=1,
+                                 jit_compile=jit_compile,
+                                 accumulation_steps=accumulation_steps))
     before = {v.path: v.numpy() for v in model.weights}
     losses = loop.train()
     return losses, before, {v.path: v.numpy() for v in model.weights}, loop
@@ -109,7 +125,7 @@ def compiled_graph_dtypes(loop):
 
 
 def evaluation(strategy):
-    model = tiny_model(strategy, postprocess={"center_threshold": 0.0, "nms_kernel": 3})
+    model = toy_model(strategy)
     evaluator = Evaluator(f"{RECORDS}/val-*.tfrecord", batch_size=4, num_pictures=0)
     result = evaluator.evaluate(Predictor(model), strategy, step=0)
     return {k: result[k] for k in ("All", "Things", "Stuff", "pq_dagger", "miou", "AP",
@@ -125,16 +141,23 @@ report["mirrored_step"] = compare(single, train_step(mirrored, "mirrored"))
 compiled_default = train_step(default, "compiled", jit_compile=True)
 report["compiled"] = {
     "default": compare(single, compiled_default),
-    "mirrored": compare(train_step(mirrored, "plain_unsynced", synchronized_bn=False),
-                        train_step(mirrored, "compiled_unsynced", jit_compile=True,
-                                   synchronized_bn=False)),
+    "mirrored": compare(train_step(default, "toy", model_fn=toy_model),
+                        train_step(mirrored, "toy_compiled_mirrored", jit_compile=True,
+                                   model_fn=toy_model)),
     "dtypes": compiled_graph_dtypes(compiled_default[3]),
 }
+whole_batch = train_step(default, "toy_batch_4", model_fn=toy_model, batch=4)
+report["accumulated"] = {
+    name: compare(whole_batch, train_step(mirrored, f"toy_accumulated_{name}",
+                                          jit_compile=jit, model_fn=toy_model,
+                                          accumulation_steps=2))
+    for name, jit in (("mirrored", False), ("mirrored_compiled", True))}
 keras.mixed_precision.set_global_policy("mixed_float16")
 report["compiled"]["float16"] = compare(
-    train_step(default, "float16", optimizer_fn=lambda: keras.optimizers.LossScaleOptimizer(
-        keras.optimizers.SGD(LEARNING_RATE))),
-    train_step(default, "float16_compiled", jit_compile=True,
+    train_step(default, "toy_float16", model_fn=toy_model,
+               optimizer_fn=lambda: keras.optimizers.LossScaleOptimizer(
+                   keras.optimizers.SGD(LEARNING_RATE))),
+    train_step(default, "toy_float16_compiled", jit_compile=True, model_fn=toy_model,
                optimizer_fn=lambda: keras.optimizers.LossScaleOptimizer(
                    keras.optimizers.SGD(LEARNING_RATE))))
 keras.mixed_precision.set_global_policy("float32")

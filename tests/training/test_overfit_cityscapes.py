@@ -1,9 +1,11 @@
 """The full path on the real Cityscapes image: converter, pipeline, training,
 post-processing and evaluation. A small model overfits the image, trained and
-evaluated at scale 4 (see overfit_cityscapes.gin) with the paper's loss weights
+evaluated at scale 2 (see overfit_cityscapes.gin) with the paper's loss weights
 and NMS kernel: the loss drops 10x and the panoptic prediction of the image
-reaches PQ >= 90% after 600 steps (measured: PQ 96.4%, stuff 100%, things 81.8%,
-mIoU 99.8%; at scale 1 it plateaus near 74%)."""
+reaches PQ >= 80%, things PQ >= 50%, after 600 steps (measured: PQ 87.6%,
+things 65.7%, stuff 93.0%, mIoU 91.7%; at step 150: PQ 77.8%, things 26.5%).
+At scale 4 the same run reaches PQ 96.4% but takes 4x longer; at scale 1 it
+plateaus near 74%. A broken instance path scores things PQ 0."""
 import json
 import pathlib
 import subprocess
@@ -52,5 +54,6 @@ def test_overfit_the_real_cityscapes_image(tmp_path, shared_data):
 
     metrics = json.loads((model_dir / "eval" / "metrics-600.json").read_text())
     assert metrics["num_images"] == 1
-    assert metrics["All"]["pq"] >= 0.9, json.dumps(metrics["All"])
-    assert metrics["miou"] >= 0.95
+    assert metrics["All"]["pq"] >= 0.8, json.dumps(metrics["All"])
+    assert metrics["Things"]["pq"] >= 0.5, json.dumps(metrics["Things"])
+    assert metrics["miou"] >= 0.85

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from _trainer_helpers import quiet_env, run_trainer, trainer_command, PROJECT_ROOT
+from _trainer_helpers import (PROJECT_ROOT, TINY_GIN, TOY_GIN, quiet_env, run_trainer,
+                              trainer_command)
 
 
 def test_typo_in_a_binding_fails_with_a_clear_message(tmp_path, tiny_records):
@@ -64,32 +65,35 @@ def _variables(model_dir):
 @pytest.mark.slow
 def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(tmp_path,
                                                                       tiny_records):
-    bindings = ("Trainer.deterministic = True", "Trainer.num_steps = 6",
-                "Trainer.checkpoint_every = 2")
-    reference = run_trainer(tmp_path / "reference", tiny_records, *bindings)
+    # The toy family: its steps take milliseconds, so the run is long in steps
+    # (and checkpoints) for the kill to land between the first checkpoint and
+    # the end.
+    bindings = ("Trainer.deterministic = True", "Trainer.num_steps = 200",
+                "Trainer.checkpoint_every = 2", "Trainer.summary_every = 100")
+    reference = run_trainer(tmp_path / "reference", tiny_records, *bindings, gin=TOY_GIN)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     model_dir = tmp_path / "killed"
-    process = subprocess.Popen(trainer_command(model_dir, tiny_records, *bindings),
+    process = subprocess.Popen(trainer_command(model_dir, tiny_records, *bindings, gin=TOY_GIN),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=quiet_env(), cwd=PROJECT_ROOT)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and process.poll() is None:
         if tf.train.latest_checkpoint(str(model_dir)):
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     killed_at = tf.train.load_checkpoint(
         tf.train.latest_checkpoint(str(model_dir))).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
-    assert 0 < killed_at < 6
+    assert 0 < killed_at < 200
 
-    resumed = run_trainer(model_dir, tiny_records, *bindings)
+    resumed = run_trainer(model_dir, tiny_records, *bindings, gin=TOY_GIN)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at step {killed_at}" in resumed.stdout
     expected, actual = _variables(tmp_path / "reference"), _variables(model_dir)
-    assert actual.keys() == expected.keys() and actual["step/.ATTRIBUTES/VARIABLE_VALUE"] == 6
+    assert actual.keys() == expected.keys() and actual["step/.ATTRIBUTES/VARIABLE_VALUE"] == 200
     for name in expected:
         np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
 
@@ -162,12 +166,11 @@ def test_a_model_directory_of_another_model_is_refused(tmp_path, tiny_records):
     assert "instance_head_channels" in lines[-1]
 
 
-def _tiny_model(**options):
+def _tiny_model(gin=TINY_GIN, **options):
     from deeplab2.model import build_model
     from deeplab2.training import config
 
-    tiny = config.model_options(str(PROJECT_ROOT / "tests" / "training" / "tiny.gin"))
-    return build_model(**dict(tiny, **options))
+    return build_model(**dict(config.model_options(str(gin)), **options))
 
 
 def test_training_resumes_from_a_model_directory_without_optimizer_state(tmp_path,
@@ -176,12 +179,13 @@ def test_training_resumes_from_a_model_directory_without_optimizer_state(tmp_pat
     # its step only. Training it fine-tunes from those weights.
     from deeplab2.model.model_dir import write_model_dir
 
-    model = _tiny_model()
-    kernel = model.backbone.weights[0]
+    # The toy family: resuming is the trainer's, whatever the model.
+    model = _tiny_model(TOY_GIN)
+    kernel = model.classifier.kernel
     kernel.assign(tf.fill(kernel.shape, 0.25))
     model_dir = tmp_path / "imported"
     write_model_dir(model, str(model_dir))
-    result = run_trainer(model_dir, tiny_records, "Trainer.num_steps = 2")
+    result = run_trainer(model_dir, tiny_records, "Trainer.num_steps = 2", gin=TOY_GIN)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Resumed at step 0: " in result.stdout
     assert "no optimizer state, starting it fresh" in result.stdout

@@ -9,9 +9,13 @@ to; none of them branches on a family's name. It says:
   validated (a typo is an error naming the option);
 - `build`: the Keras model for a `ModelConfig`: float images in [0, 255]
   `[B, H, W, 3]` in, a dict of named float32 tensors out (the family's
-  `output_keys`);
+  `output_keys`); H and W may be unknown when the model is traced (an
+  exported model serves images of any size, padded to `padded_size`);
 - `training_targets`: what the input pipeline adds to each example for
   training, computed from the panoptic label;
+- `training_outputs`: the model's forward pass on a training batch (by
+  default on its images alone; a family whose model needs the ground truth,
+  e.g. to sample RoIs, passes it too);
 - `training_loss`: per-image losses of a batch (targets, outputs), one of them
   `TOTAL_LOSS`;
 - `postprocess`: raw outputs (test-time augmented when the family declares
@@ -21,7 +25,9 @@ The common currency, batched, int32 unless said otherwise:
     SEMANTIC, INSTANCE, PANOPTIC: [B, H, W] maps
         (panoptic id = class * label_divisor + k, void = ignore * divisor);
     INSTANCE_SCORES (float32), INSTANCE_CLASSES, INSTANCE_PANOPTIC_IDS: [B, K]
-        tables, row i describing instance id i + 1 (void rows for none).
+        tables, row i describing instance id i + 1 (void rows for none);
+plus the family's `instance_outputs`, further [B, K, ...] tables (e.g.
+BOXES) that prediction and export pass through.
 """
 import abc
 from typing import Any, Callable, Dict, Mapping, NamedTuple, Tuple
@@ -29,6 +35,9 @@ from typing import Any, Callable, Dict, Mapping, NamedTuple, Tuple
 import keras
 import numpy as np
 import tensorflow as tf
+
+from deeplab2 import common
+from deeplab2.data.augment import validate_crop_size
 
 TOTAL_LOSS = "total_loss"
 
@@ -61,6 +70,11 @@ class MetaArchitecture(abc.ABC):
     #: family whose post-processing reads other outputs (e.g. boxes) leaves
     #: this empty and gets no test-time augmentation.
     dense_outputs: Mapping[str, DenseOutput] = {}
+    #: Per-instance tables `postprocess` returns besides the common currency,
+    #: [B, K, ...] with row i describing instance id i + 1, e.g. BOXES (a
+    #: common key, whose boxes a Predictor rescales with a `fit_size`
+    #: resize). `Predictor.predict_image` and exported models return them too.
+    instance_outputs: Tuple[str, ...] = ()
     #: Combined outputs worth drawing in prediction pictures (besides the
     #: semantic and panoptic maps), e.g. a center heatmap.
     visual_outputs: Tuple[str, ...] = ()
@@ -97,6 +111,18 @@ class MetaArchitecture(abc.ABC):
         """A function (targets, outputs) -> {name: [batch] per-image loss},
         with `TOTAL_LOSS` the one to minimize (Gin-configured here)."""
 
+    def training_outputs(self, model: keras.Model, batch: Dict[str, tf.Tensor]
+                         ) -> Dict[str, tf.Tensor]:
+        """The outputs `training_loss` reads, from a training batch (images,
+        labels and `training_targets`): by default the model on the images."""
+        return model(batch[common.IMAGE], training=True)
+
+    def check_input_size(self, size, config) -> Tuple[int, int]:
+        """`size` (height, width) as ints if the model takes inputs of that
+        size (`padded_size` of each side is itself), else a ValueError naming
+        the rule: `k * output_stride + 1` unless a family overrides it."""
+        return validate_crop_size(size, config.output_stride)
+
     def padded_size(self, size, config):
         """The smallest input side the model takes that is >= `size` (an int
         or an int32 scalar tensor): `k * output_stride + 1` (k >= 1), the
@@ -127,6 +153,6 @@ class MetaArchitecture(abc.ABC):
                     options: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
         """Raw (or TTA-combined) outputs -> the common currency above.
 
-        Must compile with XLA and use no float64, so that it runs inside an
-        exported model on any device.
+        Must compile with XLA, use no float64 and accept H and W unknown
+        when traced, so that it runs inside an exported model on any device.
         """

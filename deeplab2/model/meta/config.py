@@ -61,6 +61,13 @@ class ModelConfig:
         """Image value of padding: normalizes to 0."""
         return self.pixel_mean
 
+    def check_input_size(self, size) -> Tuple[int, int]:
+        """(height, width) as ints if the model takes inputs of that size, else
+        ValueError (the family's rule, e.g. `k * output_stride + 1`)."""
+        from deeplab2.model.meta.registry import get_meta_architecture
+
+        return get_meta_architecture(self.meta_architecture).check_input_size(size, self)
+
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 

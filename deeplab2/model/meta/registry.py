@@ -12,6 +12,7 @@ _REGISTRY: Dict[str, MetaArchitecture] = {}
 # Modules whose import registers a built-in family.
 _BUILT_IN = {
     "panoptic_deeplab": "deeplab2.model.panoptic_deeplab",
+    "panoptic_fpn": "deeplab2.model.panoptic_fpn",
 }
 
 

@@ -6,13 +6,16 @@ feature map has ceil(H / s_l) x ceil(W / s_l) positions (P6 is a stride-2,
 anchor per ratio r = h / w, centred at (j * s_l, i * s_l) (offset 0), with
 w = sqrt(size**2 / r) and h = r * w; anchors crossing the image border are kept.
 
+Sizes are Python ints or, for a model traced with an unknown image size,
+int32 scalar tensors (the anchors are then computed when the graph runs).
+
 Order: level, then row i, then column j, then ratio, the last the fastest. An
 RPN level output of shape [B, h, w, A] (logits) or [B, h, w, 4 * A] (deltas,
 channel 4 * a + k) reshaped to [B, h * w * A] or [B, h * w * A, 4] and
 concatenated over levels lines up with `fpn_anchors`.
 """
 import math
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -21,8 +24,8 @@ SIZES = (32.0, 64.0, 128.0, 256.0, 512.0)
 RATIOS = (0.5, 1.0, 2.0)
 
 
-def grid_size(image_height: int, image_width: int, stride: int) -> Tuple[int, int]:
-    """(rows, columns) of the feature map of a level of `stride`."""
+def grid_size(image_height, image_width, stride: int) -> Tuple:
+    """(rows, columns) of the feature map of a level of `stride` (ints or tensors)."""
     return -(-image_height // stride), -(-image_width // stride)
 
 
@@ -36,11 +39,12 @@ def anchor_counts(image_height: int, image_width: int, strides: Sequence[int] = 
     return tuple(counts)
 
 
-def level_anchors(rows: int, columns: int, stride: int, size: float,
+def level_anchors(rows, columns, stride: int, size: float,
                   ratios: Sequence[float] = RATIOS) -> tf.Tensor:
     """[rows * columns * len(ratios), 4] float32 anchors of one level.
 
-    In (row, column, ratio) order; `size` is the side of the ratio-1 anchor.
+    In (row, column, ratio) order; `size` is the side of the ratio-1 anchor;
+    `rows` and `columns` are ints or scalar tensors.
     """
     half_widths = [0.5 * math.sqrt(size * size / ratio) for ratio in ratios]
     half_sizes = tf.constant([[w, ratio * w] for w, ratio in zip(half_widths, ratios)],
@@ -51,12 +55,20 @@ def level_anchors(rows: int, columns: int, stride: int, size: float,
                         tf.tile(centre_y[:, None], [1, columns])], axis=-1)
     centres = centres[:, :, None, :]
     anchors = tf.concat([centres - half_sizes, centres + half_sizes], axis=-1)
-    return tf.reshape(anchors, [rows * columns * len(ratios), 4])
+    return tf.reshape(anchors, [-1, 4])
+
+
+def fpn_level_anchors(image_height, image_width, strides: Sequence[int] = STRIDES,
+                      sizes: Sequence[float] = SIZES,
+                      ratios: Sequence[float] = RATIOS) -> List[tf.Tensor]:
+    """Per level, lowest first, the [anchor_counts[l], 4] float32 anchors of a
+    padded image size (ints or scalar tensors)."""
+    return [level_anchors(*grid_size(image_height, image_width, stride), stride, size, ratios)
+            for stride, size in zip(strides, sizes)]
 
 
 def fpn_anchors(image_height: int, image_width: int, strides: Sequence[int] = STRIDES,
                 sizes: Sequence[float] = SIZES, ratios: Sequence[float] = RATIOS) -> tf.Tensor:
     """[sum of `anchor_counts`, 4] float32 anchors of all levels of a padded image size."""
-    return tf.concat([level_anchors(*grid_size(image_height, image_width, stride), stride,
-                                    size, ratios)
-                      for stride, size in zip(strides, sizes)], axis=0)
+    return tf.concat(fpn_level_anchors(image_height, image_width, strides, sizes, ratios),
+                     axis=0)

@@ -10,6 +10,7 @@ Per-level (per-class) NMS followed by a global top-k is one class-aware NMS call
 """
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 
 from deeplab2.model.top_down import nms
@@ -53,7 +54,8 @@ def generate_proposals(objectness: Sequence[tf.Tensor], deltas: Sequence[tf.Tens
     """RPN outputs of one image -> the best `post_nms_top_k` proposals.
 
     Args:
-        objectness: per level, [N_l] logits (N_l static).
+        objectness: per level, [N_l] logits (N_l static, or unknown when the
+            image size is: see `_level_top_k`).
         deltas: per level, [N_l, 4] (dx, dy, dw, dh) for coder weights (1, 1, 1, 1).
         anchors: per level, [N_l, 4] boxes in the same order.
         image_size: (height, width) that boxes are clipped to.
@@ -62,25 +64,47 @@ def generate_proposals(objectness: Sequence[tf.Tensor], deltas: Sequence[tf.Tens
         iou_threshold: NMS threshold within a level.
         min_size: proposals with width or height <= this are dropped.
     """
-    boxes, logits, levels = [], [], []
+    boxes, logits, levels, real = [], [], [], []
     for level, (level_logits, level_deltas, level_anchors) in enumerate(
             zip(objectness, deltas, anchors)):
-        k = min(pre_nms_top_k, level_logits.shape[0])
-        top_logits, top = tf.math.top_k(level_logits, k=k)
+        top_logits, top, is_real = _level_top_k(level_logits, pre_nms_top_k)
         boxes.append(decode(tf.gather(level_deltas, top), tf.gather(level_anchors, top),
                              RPN_WEIGHTS))
         logits.append(top_logits)
-        levels.append(tf.fill([k], level))
+        levels.append(tf.fill([top.shape[0]], level))
+        real.append(is_real)
     boxes = clip(tf.concat(boxes, axis=0), image_size)
     logits = tf.concat(logits, axis=0)
     size = boxes[:, 2:] - boxes[:, :2]
-    valid = tf.reduce_all(size > min_size, axis=1)
+    valid = tf.reduce_all(size > min_size, axis=1) & tf.concat(real, axis=0)
     kept = nms.class_aware_nms(boxes, logits, tf.concat(levels, axis=0), valid,
                                max_output=post_nms_top_k, iou_threshold=iou_threshold)
     return Proposals(
         boxes=tf.stop_gradient(tf.where(kept.valid[:, None], tf.gather(boxes, kept.indices), 0.0)),
         logits=tf.where(kept.valid, tf.gather(logits, kept.indices), 0.0),
         valid=kept.valid)
+
+
+def _level_top_k(level_logits: tf.Tensor, k: int):
+    """(logits [k'], indices [k'], real [k']) of the best anchors of one level.
+
+    With N_l static, k' = min(k, N_l) and every row is real. With N_l unknown
+    (a model traced for any image size), k' = k, static as XLA and NMS need:
+    a level of fewer than k anchors is padded with rows that are not real
+    (index of its last anchor, logit 0), ranked after its real ones, so the
+    real rows are those of the static case.
+    """
+    count = level_logits.shape[0]
+    if count is not None:
+        k = min(k, count)
+        top_logits, top = tf.math.top_k(level_logits, k=k)
+        return top_logits, top, tf.ones([k], tf.bool)
+    count = tf.shape(level_logits)[0]
+    padded = tf.pad(level_logits, [[0, tf.maximum(k - count, 0)]],
+                    constant_values=-np.inf)
+    top_logits, top = tf.math.top_k(padded, k=k)
+    real = top < count
+    return tf.where(real, top_logits, 0.0), tf.minimum(top, count - 1), real
 
 
 def postprocess_detections(class_probabilities: tf.Tensor, box_deltas: tf.Tensor,

@@ -15,23 +15,25 @@ from typing import Callable
 import tensorflow as tf
 
 
-def paste_masks(masks: tf.Tensor, boxes: tf.Tensor, height: int, width: int, *,
+def paste_masks(masks: tf.Tensor, boxes: tf.Tensor, height, width, *,
                 chunk_size: int = 8) -> tf.Tensor:
     """[N, M, M] probabilities in [N, 4] (x0, y0, x1, y1) boxes -> [N, height, width] float32.
+
+    `height` and `width` are ints or scalar int32 tensors.
 
     A box with zero width or height pastes nothing. `chunk_size` bounds memory only.
     """
     return _paste_in_chunks(masks, boxes, height, width, chunk_size, tf.float32, lambda p: p)
 
 
-def paste_binary_masks(masks: tf.Tensor, boxes: tf.Tensor, height: int, width: int, *,
+def paste_binary_masks(masks: tf.Tensor, boxes: tf.Tensor, height, width, *,
                        threshold: float = 0.5, chunk_size: int = 8) -> tf.Tensor:
     """As `paste_masks`, then pasted probability >= `threshold`: [N, height, width] bool."""
     return _paste_in_chunks(masks, boxes, height, width, chunk_size, tf.bool,
                             lambda p: p >= threshold)
 
 
-def _paste_in_chunks(masks: tf.Tensor, boxes: tf.Tensor, height: int, width: int,
+def _paste_in_chunks(masks: tf.Tensor, boxes: tf.Tensor, height, width,
                      chunk_size: int, dtype: tf.DType,
                      finish: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
     """Pastes the masks `chunk_size` at a time and applies `finish` to each chunk."""
@@ -45,10 +47,10 @@ def _paste_in_chunks(masks: tf.Tensor, boxes: tf.Tensor, height: int, width: int
                        [num_chunks, chunk_size, 4])
     pasted = tf.map_fn(lambda chunk: finish(_paste(chunk[0], chunk[1], height, width)),
                        (masks, boxes), fn_output_signature=dtype)
-    return tf.reshape(pasted, [-1, height, width])[:num_masks]
+    return tf.reshape(pasted, [num_chunks * chunk_size, height, width])[:num_masks]
 
 
-def _paste(masks: tf.Tensor, boxes: tf.Tensor, height: int, width: int) -> tf.Tensor:
+def _paste(masks: tf.Tensor, boxes: tf.Tensor, height, width) -> tf.Tensor:
     """[n, M, M] masks of [n, 4] boxes -> [n, height, width] probabilities."""
     grid = masks.shape[-1]
     rows = _interpolation(boxes[:, 1], boxes[:, 3], height, grid)
@@ -56,7 +58,7 @@ def _paste(masks: tf.Tensor, boxes: tf.Tensor, height: int, width: int) -> tf.Te
     return tf.einsum("nhi,nij,nwj->nhw", rows, masks, columns)
 
 
-def _interpolation(start: tf.Tensor, end: tf.Tensor, size: int, grid: int) -> tf.Tensor:
+def _interpolation(start: tf.Tensor, end: tf.Tensor, size, grid: int) -> tf.Tensor:
     """[n, size, grid] bilinear weights of the grid cells sampled by each pixel of an axis."""
     pixel = tf.range(size, dtype=tf.float32)[None] + 0.5
     length = (end - start)[:, None]

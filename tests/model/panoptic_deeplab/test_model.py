@@ -239,8 +239,9 @@ def test_unknown_architecture_option_is_named():
 
 
 def test_unknown_meta_architecture_lists_the_known_ones():
-    with pytest.raises(ValueError, match="panoptic_fpn.*panoptic_deeplab"):
-        builder.build_model("panoptic_fpn", dataset="synthetic")
+    with pytest.raises(ValueError, match="unknown meta_architecture 'no_such_family'; "
+                       "registered: .*panoptic_deeplab, panoptic_fpn"):
+        builder.build_model("no_such_family", dataset="synthetic")
 
 
 @pytest.mark.parametrize("mean, std", [(100, 50), ((100, 120, 140), (50, 60, 70))])

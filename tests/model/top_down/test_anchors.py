@@ -90,3 +90,12 @@ def test_compiles_with_xla():
     result = compiled()
     assert result.dtype == tf.float32 and result.shape == (sum(anchors.anchor_counts(96, 160)), 4)
     np.testing.assert_array_equal(result.numpy(), anchors.fpn_anchors(96, 160).numpy())
+
+
+def test_sizes_unknown_when_tracing_give_the_same_anchors():
+    # An exported model traces any image size: the anchors come from tensor sizes.
+    traced = tf.function(lambda height, width: anchors.fpn_level_anchors(height, width),
+                         input_signature=[tf.TensorSpec([], tf.int32)] * 2)
+    levels = traced(tf.constant(64), tf.constant(96))
+    assert [level.shape[0] for level in levels] == list(anchors.anchor_counts(64, 96))
+    np.testing.assert_array_equal(np.concatenate(levels), anchors.fpn_anchors(64, 96).numpy())

@@ -217,3 +217,22 @@ def test_proposals_hand_case():
     np.testing.assert_array_equal(np.asarray(result.boxes)[:2], [box, box])
     np.testing.assert_array_equal(np.asarray(result.logits)[:2], [2.0, 1.5])
     assert tape.gradient(result.boxes, deltas) == [None, None]
+
+
+def test_proposals_of_levels_of_unknown_size_equal_those_of_known_size():
+    # An exported model traces any image size: each level keeps a static top 30,
+    # the 9-anchor level padded with rows that are not real.
+    objectness, deltas, anchors = _random_rpn_outputs(np.random.default_rng(5))
+    options = dict(pre_nms_top_k=30, post_nms_top_k=60)
+    signature = [[tf.TensorSpec([None], tf.float32)] * 3,
+                 [tf.TensorSpec([None, 4], tf.float32)] * 3,
+                 [tf.TensorSpec([None, 4], tf.float32)] * 3]
+    traced = tf.function(
+        lambda o, d, a: tuple(detections.generate_proposals(o, d, a, (64, 80), **options)),
+        input_signature=signature)
+    expected = detections.generate_proposals(objectness, deltas, anchors, (64, 80), **options)
+    result = detections.Proposals(*traced(objectness, deltas, anchors))
+    assert _valid_rows(result) == _valid_rows(expected) > 0
+    # Graph-mode rewrites may round the decoded boxes differently.
+    np.testing.assert_allclose(result.boxes, expected.boxes, atol=1e-4)
+    np.testing.assert_array_equal(result.logits, expected.logits)

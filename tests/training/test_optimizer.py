@@ -1,0 +1,115 @@
+"""build_optimizer: Adam or SGD, poly or step-decay schedules with a linear
+warmup, their values at the boundaries, serialization and argument errors."""
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2.training.optimizer import PolyWithWarmup, StepDecayWithWarmup, build_optimizer
+
+
+def _rates(schedule, steps):
+    return [float(schedule(tf.constant(s, tf.int64))) for s in steps]
+
+
+def test_step_decay_at_warmup_and_boundaries():
+    # UPSNet's recipe in small: 0.02 warmed up from 0.002 (factor 0.1).
+    schedule = StepDecayWithWarmup(0.02, boundaries=(6, 8), decay_factor=0.1,
+                                   warmup_steps=4, warmup_start_factor=0.1)
+    steps = [0, 2, 3, 4, 5, 6, 7, 8, 100]
+    expected = [0.002, 0.02 * 0.55, 0.02 * 0.775, 0.02, 0.02, 0.002, 0.002, 0.0002, 0.0002]
+    np.testing.assert_allclose(_rates(schedule, steps), expected, rtol=1e-6)
+
+
+def test_step_decay_without_warmup_or_boundaries_is_constant():
+    schedule = StepDecayWithWarmup(0.01)
+    np.testing.assert_allclose(_rates(schedule, [0, 5, 10 ** 6]), [0.01] * 3, rtol=1e-7)
+
+
+def test_a_boundary_inside_the_warmup_decays_the_warming_rate():
+    schedule = StepDecayWithWarmup(1.0, boundaries=(2,), decay_factor=0.5, warmup_steps=4,
+                                   warmup_start_factor=0.0)
+    np.testing.assert_allclose(_rates(schedule, [1, 2, 4]), [0.25, 0.25, 0.5], rtol=1e-7)
+
+
+def test_poly_warmup_starts_at_its_factor():
+    schedule = PolyWithWarmup(1.0, decay_steps=10, power=1.0, warmup_steps=4,
+                              warmup_start_factor=0.25)
+    np.testing.assert_allclose(_rates(schedule, [0, 2, 4, 5, 10, 20]),
+                               [0.25, 0.8 * 0.625, 0.6, 0.5, 0.0, 0.0], atol=1e-7)
+
+
+@pytest.mark.parametrize("schedule", [
+    StepDecayWithWarmup(0.02, (6, 8), 0.1, 4, 1 / 3),
+    PolyWithWarmup(1e-3, 100, 0.9, 1e-5, 10, 0.001),
+])
+def test_schedules_serialize(schedule):
+    restored = keras.optimizers.schedules.deserialize(
+        keras.optimizers.schedules.serialize(schedule))
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+    steps = [0, 3, 5, 6, 7, 8, 50, 200]
+    np.testing.assert_array_equal(_rates(restored, steps), _rates(schedule, steps))
+
+
+def test_default_is_adam_on_poly_without_warmup():
+    optimizer = build_optimizer(num_steps=100)
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    schedule = optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "PolyWithWarmup"
+    assert schedule["config"] == dict(base_learning_rate=1e-3, decay_steps=100, power=0.9,
+                                         end_learning_rate=0.0, warmup_steps=0,
+                                         warmup_start_factor=0.0)
+    assert optimizer.weight_decay is None
+
+
+def test_sgd_on_step_decay():
+    optimizer = build_optimizer(num_steps=90, optimizer="sgd", learning_rate=0.02,
+                                schedule="step", decay_boundaries=(60, 80),
+                                warmup_steps=15, warmup_start_factor=0.1,
+                                weight_decay=1e-4)
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert optimizer.momentum == 0.9 and optimizer.nesterov is False
+    assert optimizer.weight_decay == 1e-4
+    config = keras.optimizers.SGD.from_config(optimizer.get_config()).get_config()
+    assert config["learning_rate"]["config"]["boundaries"] == [60, 80]
+    variable = keras.Variable(np.ones(2, np.float32))
+    optimizer.build([variable])
+    for step, rate in [(0, 0.002), (15, 0.02), (60, 0.002), (80, 0.0002)]:
+        optimizer.iterations.assign(step)
+        np.testing.assert_allclose(float(optimizer.learning_rate), rate, rtol=1e-6)
+
+
+def test_sgd_weight_decay_is_lr_times_decay_times_weight():
+    # Without momentum: w - lr * (g + wd * w), the gradient of an L2 penalty
+    # wd / 2 * |w|^2 added to the loss.
+    optimizer = build_optimizer(num_steps=10, optimizer="sgd", momentum=0.0,
+                                learning_rate=0.1, power=0.0, weight_decay=0.01)
+    variable = keras.Variable(np.float32([2.0, -4.0]))
+    optimizer.apply_gradients([(tf.constant([1.0, 1.0]), variable)])
+    np.testing.assert_allclose(variable.numpy(),
+                               [2.0 - 0.1 * (1.0 + 0.01 * 2.0), -4.0 - 0.1 * (1.0 - 0.01 * 4.0)],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(optimizer="momentum"), r"build_optimizer\.optimizer must be one of"),
+    (dict(schedule="cosine"), r"build_optimizer\.schedule must be one of"),
+    (dict(schedule="step", decay_boundaries=(80, 60)),
+     r"build_optimizer\.decay_boundaries must be increasing"),
+    (dict(schedule="step", decay_boundaries=(60, 60)),
+     r"build_optimizer\.decay_boundaries must be increasing"),
+    (dict(schedule="step", decay_boundaries=(60, 91)),
+     r"build_optimizer\.decay_boundaries .* 1\.\.num_steps=90, got \(60, 91\)"),
+    (dict(schedule="step", decay_boundaries=(0,)),
+     r"build_optimizer\.decay_boundaries must be increasing"),
+    (dict(decay_boundaries=(60,)), r"build_optimizer\.decay_boundaries apply to schedule='step'"),
+    (dict(warmup_start_factor=1.5), r"build_optimizer\.warmup_start_factor must be in \[0, 1\]"),
+])
+def test_bad_arguments_raise_one_line_naming_the_argument(kwargs, match):
+    with pytest.raises(ValueError) as error:
+        build_optimizer(num_steps=90, **kwargs)
+    # Gin appends the configurable's name on lines of its own.
+    assert re.match(match, str(error.value).splitlines()[0])
