@@ -82,6 +82,16 @@ class MetaArchitecture(abc.ABC):
     #: from (`deeplab2.model.checkpoints.ForeignFormat`), e.g. deeplab2's.
     foreign_checkpoint_formats: Tuple[Callable, ...] = ()
 
+    def complete_options(self, given: Mapping[str, Any], defaults: Mapping[str, Any],
+                         what: str) -> Dict[str, Any]:
+        """`defaults` updated with `given`; an option not in `defaults` is an
+        error naming the family, `what` (e.g. "architecture") and the options."""
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown {self.name} {what} option(s) {unknown}; the "
+                             f"options are: {', '.join(sorted(defaults))}.")
+        return dict(defaults, **given)
+
     @abc.abstractmethod
     def resolve(self, config):
         """Validates a `ModelConfig` and fills in the family's defaults.

@@ -55,13 +55,6 @@ POSTPROCESS_DEFAULTS = dict(center_threshold=0.1, nms_kernel=7, keep_k_centers=2
 _INITIALIZATION_KWARGS = ("weights",)
 
 
-def _complete(given: Mapping[str, Any], defaults: Mapping[str, Any], what: str) -> Dict:
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown panoptic_deeplab {what} option(s) {unknown}; the "
-                         f"options are: {', '.join(sorted(defaults))}.")
-    return dict(defaults, **given)
-
 
 def _tuple_or_none(value):
     return None if value is None else tuple(value)
@@ -85,7 +78,8 @@ class PanopticDeepLabArchitecture(MetaArchitecture):
         check_output_stride(config.output_stride)
         if config.crop_size is not None:
             validate_crop_size(config.crop_size, config.output_stride)
-        arch = _complete(config.architecture, ARCHITECTURE_DEFAULTS, "architecture")
+        arch = self.complete_options(config.architecture, ARCHITECTURE_DEFAULTS,
+                                     "architecture")
         if arch["backbone"] not in backbones.backbone_names():
             raise ValueError(f"unknown backbone {arch['backbone']!r}; known backbones: "
                              f"{', '.join(backbones.backbone_names())}.")
@@ -110,7 +104,7 @@ class PanopticDeepLabArchitecture(MetaArchitecture):
             arch["multi_grid"] = list(arch["multi_grid"])
         arch["backbone_kwargs"] = dict(arch["backbone_kwargs"] or {})
 
-        post = _complete(config.postprocess, POSTPROCESS_DEFAULTS, "postprocess")
+        post = self.complete_options(config.postprocess, POSTPROCESS_DEFAULTS, "postprocess")
         if post["stuff_area_limit"] is None:
             post["stuff_area_limit"] = config.dataset.stuff_area_limit
         kernel = post["nms_kernel"]

@@ -80,13 +80,6 @@ _BOOLS = ("frozen_bn", "synchronized_bn", "semantic_other_class")
 _NON_NEGATIVE = ("instance_loss_weight", "semantic_loss_weight", "box_regression_beta")
 
 
-def _complete(given: Mapping[str, Any], defaults: Mapping[str, Any], what: str) -> Dict:
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown panoptic_fpn {what} option(s) {unknown}; the options "
-                         f"are: {', '.join(sorted(defaults))}.")
-    return dict(defaults, **given)
-
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -160,8 +153,9 @@ class PanopticFPNArchitecture(MetaArchitecture):
             raise ValueError(f"dataset {config.dataset.name!r} has no thing classes to "
                              "detect: panoptic_fpn needs some.")
         arch = _resolve_architecture(
-            _complete(config.architecture, ARCHITECTURE_DEFAULTS, "architecture"), config)
-        post = _complete(config.postprocess, POSTPROCESS_DEFAULTS, "postprocess")
+            self.complete_options(config.architecture, ARCHITECTURE_DEFAULTS,
+                                  "architecture"), config)
+        post = self.complete_options(config.postprocess, POSTPROCESS_DEFAULTS, "postprocess")
         if post["stuff_area_limit"] is None:
             post["stuff_area_limit"] = config.dataset.stuff_area_limit
         for key in ("score_threshold", "overlap_threshold"):

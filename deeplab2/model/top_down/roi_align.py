@@ -83,8 +83,8 @@ def _gather_form(features: tf.Tensor, corners: tf.Tensor, output_size: int,
     batch, height, width, channels = tf.unstack(tf.shape(features))
     num_boxes = tf.shape(corners)[1]
     samples = output_size * sampling_ratio
-    rows = _axis_samples(corners[..., 1], corners[..., 3], height, samples)
-    cols = _axis_samples(corners[..., 0], corners[..., 2], width, samples)
+    rows = axis_samples(corners[..., 1], corners[..., 3], height, samples)
+    cols = axis_samples(corners[..., 0], corners[..., 2], width, samples)
     flat = tf.reshape(features, [-1, channels])
     # Index of image b's pixel (0, 0) in `flat`, [B, 1, 1, 1].
     base = tf.reshape(tf.range(batch) * height * width, [-1, 1, 1, 1])
@@ -99,7 +99,7 @@ def _gather_form(features: tf.Tensor, corners: tf.Tensor, output_size: int,
     return tf.reduce_mean(bins, axis=[3, 5])
 
 
-def _axis_samples(start: tf.Tensor, end: tf.Tensor, size: tf.Tensor, samples: int):
+def axis_samples(start: tf.Tensor, end: tf.Tensor, size: tf.Tensor, samples: int):
     """((low index, low weight), (high index, high weight)), each [..., M], along one axis.
 
     Invalid samples (coordinate < -1 or > size) get weight 0 on both neighbours;

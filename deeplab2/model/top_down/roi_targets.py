@@ -16,7 +16,7 @@ from deeplab2.model.top_down import boxes as boxes_lib
 from deeplab2.model.top_down import sampling
 from deeplab2.model.top_down.instance_targets import PADDING_ID
 # Private to roi_align; shared so that mask targets follow RoIAlign's sample rule exactly.
-from deeplab2.model.top_down.roi_align import _axis_samples
+from deeplab2.model.top_down.roi_align import axis_samples
 
 MASK_SIZE = 28
 MASK_SAMPLING_RATIO = 2
@@ -134,8 +134,8 @@ def mask_targets(panoptic_label: tf.Tensor, boxes: tf.Tensor, panoptic_ids: tf.T
     samples = size * sampling_ratio
     # Pixel centres sit at integer coordinates: c = x - 0.5 (stride 1).
     corners = tf.cast(boxes, tf.float32) - 0.5
-    rows = _axis_samples(corners[..., 1], corners[..., 3], height, samples)
-    columns = _axis_samples(corners[..., 0], corners[..., 2], width, samples)
+    rows = axis_samples(corners[..., 1], corners[..., 3], height, samples)
+    columns = axis_samples(corners[..., 0], corners[..., 2], width, samples)
     flat = tf.reshape(panoptic_label, [-1])
     base = tf.reshape(tf.range(batch) * height * width, [-1, 1, 1, 1])
     ids = panoptic_ids[:, :, None, None]
