@@ -2,10 +2,12 @@
 
 `python -m deeplab2.quickstart` generates the synthetic scenes, converts them to
 sharded TFRecords (reused when already there), prints a summary of the data,
-renders pictures of the ground truth, trains a small Panoptic-DeepLab with
-deeplab2/configs/synthetic/quickstart.gin, evaluates it on the val split (PQ / SQ / RQ,
-mIoU, mask AP, prediction pictures) and exports it as a SavedModel. Outputs go
-to `--data_dir` and `--output_dir`; a finished training run is reused.
+renders pictures of the ground truth, trains a small model of the `--model`
+family (Panoptic-DeepLab with deeplab2/configs/synthetic/quickstart.gin, or
+Panoptic FPN with synthetic/panoptic_fpn_quickstart.gin), evaluates it on the
+val split (PQ / SQ / RQ, mIoU, mask AP, box AP for Panoptic FPN, prediction
+pictures) and exports it as a SavedModel. Outputs go to `--data_dir` and
+`--output_dir`; a finished training run is reused.
 """
 import collections
 import json
@@ -20,17 +22,25 @@ from deeplab2.data.dataset_info import get_dataset_info
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Where the synthetic TFRecords go.")
-flags.DEFINE_string("output_dir", "runs/quickstart", "Where pictures and results go.")
+flags.DEFINE_enum("model", "panoptic_deeplab", ["panoptic_deeplab", "panoptic_fpn"],
+                  "The model family trained.")
+flags.DEFINE_string("output_dir", None, "Where pictures and results go (default: "
+                    "runs/quickstart, runs/quickstart_panoptic_fpn for Panoptic FPN).")
 flags.DEFINE_integer("num_train", 400, "Synthetic training scenes.")
 flags.DEFINE_integer("num_val", 50, "Synthetic validation scenes.")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic scenes.")
 flags.DEFINE_integer("num_samples", 4, "Validation examples rendered as pictures.")
-flags.DEFINE_string("gin_config", "synthetic/quickstart.gin",
+flags.DEFINE_string("gin_config", None,
                     "Gin config of the quickstart model and training (a path, or a "
-                    "name under deeplab2/configs).")
+                    "name under deeplab2/configs; default: the --model's).")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra Gin bindings.")
 
 SPLITS = ("train", "val")
+# --model: (Gin config, default output folder).
+MODELS = {
+    "panoptic_deeplab": ("synthetic/quickstart.gin", "runs/quickstart"),
+    "panoptic_fpn": ("synthetic/panoptic_fpn_quickstart.gin", "runs/quickstart_panoptic_fpn"),
+}
 
 
 def _summary_path(data_dir: str, split: str) -> str:
@@ -132,24 +142,35 @@ def main(argv: Optional[List[str]] = None) -> None:
     from deeplab2.utils.console import configure_logging
 
     configure_logging()
+    gin_config, output_dir = MODELS[FLAGS.model]
+    gin_config = FLAGS.gin_config or gin_config
+    output_dir = FLAGS.output_dir or output_dir
     summaries = prepare_data(FLAGS.data_dir, FLAGS.num_train, FLAGS.num_val, FLAGS.seed)
     val_pattern = os.path.join(FLAGS.data_dir, "val-*.tfrecord")
     print("Synthetic dataset:")
     print_data_summary(summaries, class_statistics(val_pattern))
-    paths = render_samples(val_pattern, FLAGS.output_dir, FLAGS.num_samples)
+    paths = render_samples(val_pattern, output_dir, FLAGS.num_samples)
     print(f"Ground-truth pictures: {', '.join(paths)}")
-    model_dir = os.path.join(FLAGS.output_dir, "model")
-    result = train_and_evaluate(FLAGS.data_dir, model_dir, FLAGS.gin_config,
-                                FLAGS.gin_bindings)
-    print(f"Synthetic val: PQ {100 * result['All']['pq']:.1f}  SQ "
-          f"{100 * result['All']['sq']:.1f}  RQ {100 * result['All']['rq']:.1f}  "
-          f"mIoU {100 * result['miou']:.1f}")
+    model_dir = os.path.join(output_dir, "model")
+    result = train_and_evaluate(FLAGS.data_dir, model_dir, gin_config, FLAGS.gin_bindings)
+    print(f"Synthetic val: {summary_line(result)}")
     print(f"Metrics, prediction pictures and TensorBoard logs: {model_dir}/eval, "
           f"{model_dir}/train")
-    export_dir = os.path.join(FLAGS.output_dir, "saved_model")
+    export_dir = os.path.join(output_dir, "saved_model")
     export_model(model_dir, export_dir)
+    boxes = ", boxes" if FLAGS.model == "panoptic_fpn" else ""
     print(f"Exported SavedModel (uint8 image of any size -> panoptic, semantic, instance "
-          f"maps and instance scores): {export_dir}")
+          f"maps, instance scores{boxes}): {export_dir}")
+
+
+def summary_line(result: dict) -> str:
+    """PQ / SQ / RQ, mIoU, and the mask and box AP the evaluation computed."""
+    line = (f"PQ {100 * result['All']['pq']:.1f}  SQ {100 * result['All']['sq']:.1f}  "
+            f"RQ {100 * result['All']['rq']:.1f}  mIoU {100 * result['miou']:.1f}")
+    for key, name in (("AP", "mask AP"), ("box_AP", "box AP")):
+        if result.get(key) is not None:
+            line += f"  {name} {100 * result[key]:.1f}"
+    return line
 
 
 def export_model(model_dir: str, export_dir: str) -> None:

@@ -11,6 +11,8 @@ Example:
       --input_size 1025 2049 --option decoder_variant=deeplabv3plus
   python scripts/profile_model.py --deeplab2_config resnet50_os32 \\
       --input_size 1025 2049 --json
+  python scripts/profile_model.py --meta_architecture panoptic_fpn \\
+      --backbone resnet50 --input_size 800 1333 --num_classes 133 --json
 """
 import argparse
 import json
@@ -38,13 +40,19 @@ def parse_args(argv=None):
                         metavar=("H", "W"))
     classes = parser.add_mutually_exclusive_group()
     classes.add_argument("--num_classes", type=int,
-                         help="classes of a placeholder label space (default 19)")
+                         help="labelled classes: those of the registered dataset with "
+                         "as many (133: coco, 19: cityscapes), else a placeholder label "
+                         "space (default 19)")
     classes.add_argument("--dataset", help="a dataset name, e.g. coco")
+    parser.add_argument("--num_thing_classes", type=int,
+                        help="thing classes among --num_classes (default: the dataset's, "
+                        "else the upper half)")
     parser.add_argument("--output_stride", type=int, default=32)
-    parser.add_argument("--sep_conv", type=_bool, default=True,
-                        help="separable convs in ASPP, decoder and heads")
-    parser.add_argument("--decoder_variant", default="panoptic_deeplab")
-    parser.add_argument("--semantic_only", action="store_true")
+    parser.add_argument("--sep_conv", type=_bool,
+                        help="Panoptic-DeepLab: separable convs in ASPP, decoder and heads")
+    parser.add_argument("--decoder_variant", help="Panoptic-DeepLab's decoder")
+    parser.add_argument("--semantic_only", action="store_true",
+                        help="Panoptic-DeepLab without its instance branch")
     parser.add_argument("--option", action="append", default=[],
                         help="another architecture option, key=value (repeatable)")
     parser.add_argument("--json", action="store_true",
@@ -59,20 +67,30 @@ def main(argv=None):
     if args.deeplab2_config:
         return _profile_deeplab2_config(args, profile)
     num_classes = None if args.dataset else (args.num_classes or 19)
-    options = dict(backbone=args.backbone, sep_conv=args.sep_conv,
-                   decoder_variant=args.decoder_variant,
-                   semantic_only=args.semantic_only, **parse_overrides(args.option))
+    if args.dataset and args.num_thing_classes is not None:
+        raise SystemExit("--num_thing_classes goes with --num_classes, not --dataset.")
+    options = dict(backbone=args.backbone)
+    # The family's own defaults hold unless a flag is given.
+    for name in ("sep_conv", "decoder_variant"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.semantic_only:
+        options["semantic_only"] = True
+    options.update(parse_overrides(args.option))
+    label_space = args.dataset or profile.label_space(num_classes, args.num_thing_classes)
     result = profile.profile_model(
-        args.input_size, meta_architecture=args.meta_architecture, dataset=args.dataset,
-        num_classes=num_classes, output_stride=args.output_stride, **options)
+        args.input_size, meta_architecture=args.meta_architecture, dataset=label_space,
+        output_stride=args.output_stride, **options)
+    label_space = getattr(label_space, "name", label_space)
     result.update(meta_architecture=args.meta_architecture, backbone=args.backbone,
-                  input_size=args.input_size, dataset=args.dataset,
+                  dataset=label_space,
                   num_classes=num_classes, output_stride=args.output_stride)
     if args.json:
         print(json.dumps(result))
     else:
+        height, width = result["input_size"]
         print(f"{args.meta_architecture} {args.backbone} OS{args.output_stride} "
-              f"{args.input_size[0]}x{args.input_size[1]}: {result['params_m']} M params, "
+              f"{height}x{width}: {result['params_m']} M params, "
               f"{result['madds_b']} B multiply-adds")
 
 

@@ -23,3 +23,20 @@ def test_prepare_data_converts_once_then_reuses(tmp_path, capsys):
     assert sum(stats["pixels"].values()) == 2 * 192 * 256
     paths = quickstart.render_samples(pattern, str(tmp_path / "out"), num_samples=1)
     assert len(paths) == 1 and os.path.getsize(paths[0]) > 1000
+
+
+def test_each_model_has_its_config_and_folder():
+    from deeplab2.training.config import CONFIGS_DIR
+
+    for gin_config, output_dir in quickstart.MODELS.values():
+        assert os.path.exists(os.path.join(CONFIGS_DIR, gin_config))
+    assert len({folder for _, folder in quickstart.MODELS.values()}) == len(quickstart.MODELS)
+
+
+def test_summary_line_prints_the_ap_the_evaluation_computed():
+    result = {"All": {"pq": 0.5, "sq": 0.8, "rq": 0.625}, "miou": 0.9, "AP": 0.25,
+              "box_AP": None}
+    assert quickstart.summary_line(result) == (
+        "PQ 50.0  SQ 80.0  RQ 62.5  mIoU 90.0  mask AP 25.0")
+    result["box_AP"] = 0.3
+    assert quickstart.summary_line(result).endswith("mask AP 25.0  box AP 30.0")

@@ -10,8 +10,10 @@ Training (`training_dataset`): an endless stream of epochs. Each epoch visits
 this pipeline's files in a new order (seeded by the epoch), reads up to
 `TrainingInput.parallel_files` of them interleaved, shuffles within the epoch
 through a buffer of `shuffle_buffer` examples (fewer when `shuffle_memory_mb`
-binds, or when the epoch is smaller), then decodes, augments (random scale,
-crop, flip, optional AutoAugment) and adds the model family's targets. Files
+binds, or when the epoch is smaller), then decodes, augments (random scale or
+random shorter side, crop, flip, optional AutoAugment; resized with the
+family's convention, `ModelConfig.half_pixel_resize`) and adds the model
+family's targets. Files
 are split across pipelines (workers) when there are at least as many files as
 pipelines, examples otherwise. Every random choice is keyed by the seed, the
 epoch, the pipeline and the example's position in the stream, so a run resumed
@@ -51,6 +53,13 @@ class TrainingInput:
     Attributes:
         min_scale, max_scale, scale_step: random scale range and grid (step 0
             samples the range continuously).
+        shorter_side: (min, max), inclusive: instead of the scale range, scale
+            each image so that its shorter side is S, sampled from this range
+            (detectron2's ResizeShortestEdge; COCO (640, 800)). The scale range
+            must then keep its defaults.
+        shorter_side_step: grid of S (0 samples the range continuously).
+        max_longer_side: with `shorter_side`, lowers the scale so that the
+            longer side is at most this (COCO 1333); None: no cap.
         flip_prob: probability of a left-right flip.
         autoaugment: apply the paper 004 AutoAugment policy (image only).
         shuffle_buffer: examples held for shuffling within an epoch.
@@ -61,11 +70,32 @@ class TrainingInput:
     min_scale: float = 0.5
     max_scale: float = 2.0
     scale_step: float = 0.1
+    shorter_side: Optional[Tuple[int, int]] = None
+    shorter_side_step: int = 32
+    max_longer_side: Optional[int] = None
     flip_prob: float = 0.5
     autoaugment: bool = False
     shuffle_buffer: int = 1000
     shuffle_memory_mb: int = 2048
     parallel_files: int = 16
+
+    def __post_init__(self):
+        """Validates the shorter-side options; errors name the field."""
+        if self.shorter_side is None:
+            for name in ("shorter_side_step", "max_longer_side"):
+                if getattr(self, name) != _DEFAULTS[name]:
+                    raise ValueError(f"TrainingInput.{name} needs TrainingInput.shorter_side.")
+            return
+        sides = augment.validate_shorter_side(self.shorter_side, self.shorter_side_step,
+                                              self.max_longer_side, "TrainingInput.")
+        object.__setattr__(self, "shorter_side", sides)
+        for name in ("min_scale", "max_scale", "scale_step"):
+            if getattr(self, name) != _DEFAULTS[name]:
+                raise ValueError(f"TrainingInput.{name} is not used with "
+                                 "TrainingInput.shorter_side: leave the scale range unset.")
+
+
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainingInput)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,8 +223,10 @@ def training_dataset(file_pattern: FilePattern, config, targets: Targets, *,
         image, label = augment.random_scale_crop_flip(
             image, label, augment_seed, crop, info.ignore_panoptic_id,
             min_scale=options.min_scale, max_scale=options.max_scale,
-            scale_step=options.scale_step, flip_prob=options.flip_prob,
-            pad_value=config.pad_value)
+            scale_step=options.scale_step, shorter_side=options.shorter_side,
+            shorter_side_step=options.shorter_side_step,
+            max_longer_side=options.max_longer_side, flip_prob=options.flip_prob,
+            pad_value=config.pad_value, half_pixel=config.half_pixel_resize)
         out = {key: example[key] for key in _KEPT_KEYS}
         out[common.IMAGE] = image
         out[common.PANOPTIC_LABEL] = label

@@ -1,10 +1,11 @@
-"""Scores predictions over a split: PQ / PQ-dagger / mIoU, mask AP, pictures.
+"""Scores predictions over a split: PQ / PQ-dagger / mIoU, mask and box AP, pictures.
 
 `SplitMetrics` turns each image into a small record (its PQ statistics, its
-masks run-length encoded for AP) and adds the records in the order of the
-images' positions in the split, however the images were spread over replicas
-and workers; pixel confusions are integer counts, summed as they come. So a
-distributed evaluation gives exactly the numbers of a single-device one.
+masks run-length encoded for AP, its boxes when the model predicts them) and
+adds the records in the order of the images' positions in the split, however
+the images were spread over replicas and workers; pixel confusions are integer
+counts, summed as they come. So a distributed evaluation gives exactly the
+numbers of a single-device one.
 Records travel between workers as JSON (`payload` / `merge_payload`).
 
 `evaluate_dataset` runs any function from an image batch to post-processed
@@ -20,7 +21,8 @@ import numpy as np
 from deeplab2 import common
 from deeplab2.data.dataset_info import DatasetInfo
 from deeplab2.evaluation.evaluator import merge_results
-from deeplab2.evaluation.instance_ap import MaskAP, encode_panoptic
+from deeplab2.evaluation.instance_ap import (BoxAP, MaskAP, encode_panoptic,
+                                             encode_panoptic_boxes)
 from deeplab2.evaluation.miou import ConfusionMatrix
 from deeplab2.evaluation.overlaps import (array_label_map, image_overlaps,
                                           panoptic_describer)
@@ -40,6 +42,18 @@ def instance_scores(predictions: Dict[str, np.ndarray], index: int,
     return {int(i): float(s) for i, s in zip(ids, scores) if i != void_id}
 
 
+def instance_boxes(predictions: Dict[str, np.ndarray], index: int,
+                   void_id: int) -> Optional[Dict[int, np.ndarray]]:
+    """{predicted thing panoptic id: (x0, y0, x1, y1) box} of image `index` of a
+    batch (BOXES row i belongs to INSTANCE_PANOPTIC_IDS row i); None when the
+    predictions carry no boxes."""
+    if common.BOXES not in predictions:
+        return None
+    ids = predictions[common.INSTANCE_PANOPTIC_IDS][index]
+    boxes = predictions[common.BOXES][index]
+    return {int(i): box for i, box in zip(ids, boxes) if i != void_id}
+
+
 def _sparse_stats(stats: PQStats) -> Dict[str, list]:
     """The classes with any non-zero statistic: {class: [tp, fp, fn, iou, ...]}."""
     rows = np.stack([getattr(stats, f).astype(np.float64) for f in _PQ_FIELDS], 1)
@@ -55,7 +69,8 @@ def _dense_stats(sparse: Dict[str, list], num_classes: int) -> PQStats:
 
 
 class SplitMetrics:
-    """PQ, PQ-dagger, mIoU and (optionally) mask AP over the images of a split.
+    """PQ, PQ-dagger, mIoU and (optionally) mask AP and box AP over the images
+    of a split.
 
     Images may be scored in any order and on any worker: `score` takes each
     image's position in the split, and `result` sums in that order.
@@ -73,9 +88,11 @@ class SplitMetrics:
         self._confusion = np.zeros((num_classes, num_classes + 1), np.int64)
 
     def score(self, index: int, name: str, gt: np.ndarray, pred: np.ndarray,
-              scores: Optional[Dict[int, float]] = None) -> None:
+              scores: Optional[Dict[int, float]] = None,
+              boxes: Optional[Dict[int, np.ndarray]] = None) -> None:
         """Scores image `index` (named `name` in errors): HxW panoptic maps of
-        ground truth and prediction, and the prediction's instance scores."""
+        ground truth and prediction, the prediction's instance scores and, for
+        box AP, its instance boxes (both by panoptic id)."""
         if index in self._records:
             raise ValueError(f"image {index} ({name}) was scored twice.")
         overlaps = image_overlaps(array_label_map(gt), array_label_map(pred),
@@ -85,6 +102,9 @@ class SplitMetrics:
         self._confusion += overlaps.semantic_confusion(num_classes)
         if self.compute_ap:
             record["ap"] = encode_panoptic(gt, pred, scores or {}, self.info)
+            if boxes is not None:
+                record["box_ap"] = encode_panoptic_boxes(gt, pred, scores or {}, boxes,
+                                                         self.info)
         self._records[index] = record
 
     @property
@@ -107,29 +127,40 @@ class SplitMetrics:
 
     def result(self) -> Dict:
         """The result dict of PanopticEvaluator (groups, pq_dagger, miou,
-        per_class, num_images) plus AP, AP50, AP75 when computing AP."""
+        per_class, num_images) plus AP, AP50, AP75 when computing AP, and
+        box_AP, box_AP50, box_AP75 when the images were scored with boxes."""
         num_classes = len(self._categories)
         pq = PanopticQuality(self._categories)
         confusion = ConfusionMatrix(num_classes, [c.key for c in self._categories],
                                     [c.evaluated for c in self._categories])
         confusion.add(self._confusion)
         mask_ap = MaskAP(self.info.thing_ids) if self.compute_ap else None
+        with_boxes = sum("box_ap" in record for record in self._records.values())
+        if with_boxes not in (0, len(self._records)):
+            raise ValueError(f"box AP needs boxes for every image; {with_boxes} of "
+                             f"{len(self._records)} images were scored with boxes.")
+        box_ap = BoxAP(self.info.thing_ids) if with_boxes else None
         for index in sorted(self._records):
             record = self._records[index]
             pq.add(_dense_stats(record["pq"], num_classes))
             if mask_ap is not None:
                 mask_ap.add_entry(record["ap"])
+            if box_ap is not None:
+                box_ap.add_entry(record["box_ap"])
         result = merge_results(pq.result(), confusion.result(), len(self._records))
         if mask_ap is not None:
             result.update(mask_ap.result())
+        if box_ap is not None:
+            result.update(box_ap.result())
         return result
 
 
 def render_prediction(batch: Dict, predictions: Dict, index: int, info: DatasetInfo,
                       height: Optional[int] = None, width: Optional[int] = None) -> np.ndarray:
-    """Panels of image `index` of a batch: prediction and ground truth over the
-    image, semantic map, center heatmap, offsets (those present); cropped to
-    height x width (default: the image's original size)."""
+    """Panels of image `index` of a batch: prediction (with the boxes of its
+    kept instances, when predicted) and ground truth over the image, semantic
+    map, center heatmap, offsets (those present); cropped to height x width
+    (default: the image's original size)."""
     from deeplab2.vis import render_panels
 
     if height is None:
@@ -139,13 +170,16 @@ def render_prediction(batch: Dict, predictions: Dict, index: int, info: DatasetI
     def crop(value):
         return None if value is None else np.asarray(value)[index, :height, :width]
 
+    boxes = instance_boxes(predictions, index, info.ignore_panoptic_id)
     return render_panels(
         crop(batch[common.IMAGE]).astype(np.uint8), dataset_info=info,
         panoptic=crop(predictions.get(common.PANOPTIC)),
         semantic=crop(predictions.get(common.SEMANTIC)),
         center_heatmap=crop(predictions.get(common.CENTER_HEATMAP)),
         offset=crop(predictions.get(common.OFFSET)),
-        gt_panoptic=crop(batch[common.PANOPTIC_LABEL]))
+        gt_panoptic=crop(batch[common.PANOPTIC_LABEL]),
+        boxes=None if boxes is None else list(boxes.values()),
+        box_ids=None if boxes is None else list(boxes))
 
 
 def image_name(batch: Dict[str, np.ndarray], i: int, index: int) -> str:
@@ -168,10 +202,11 @@ def score_batch(metrics: SplitMetrics, batch: Dict[str, np.ndarray],
             continue
         height, width = int(batch[common.IMAGE_HEIGHT][i]), int(batch[common.IMAGE_WIDTH][i])
         name = image_name(batch, i, index)
+        with_ap = metrics.compute_ap
         metrics.score(index, name, batch[common.PANOPTIC_LABEL][i, :height, :width],
                       predictions[common.PANOPTIC][i, :height, :width],
-                      instance_scores(predictions, i, info.ignore_panoptic_id)
-                      if metrics.compute_ap else None)
+                      instance_scores(predictions, i, info.ignore_panoptic_id) if with_ap else None,
+                      instance_boxes(predictions, i, info.ignore_panoptic_id) if with_ap else None)
         yield i, index, name
 
 

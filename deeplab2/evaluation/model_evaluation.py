@@ -44,7 +44,8 @@ class Evaluator:
             steps (default: once, at the end).
         timeout: continuous_eval gives up after so many seconds without a new
             checkpoint.
-        compute_ap: also compute COCO mask AP of the thing instances.
+        compute_ap: also compute COCO mask AP of the thing instances (and box
+            AP when the model predicts boxes).
     """
 
     def __init__(self, file_pattern: str = gin.REQUIRED, *, batch_size: int = 1,
@@ -143,6 +144,9 @@ def _print(result: Dict) -> None:
     if result.get("AP") is not None:
         print(f"mask AP {100 * result['AP']:.2f}  AP50 {100 * result['AP50']:.2f}  "
               f"AP75 {100 * result['AP75']:.2f}", flush=True)
+    if result.get("box_AP") is not None:
+        print(f"box AP {100 * result['box_AP']:.2f}  AP50 {100 * result['box_AP50']:.2f}  "
+              f"AP75 {100 * result['box_AP75']:.2f}", flush=True)
 
 
 def _write(result: Dict, output_dir: str, step: int) -> None:
@@ -152,6 +156,6 @@ def _write(result: Dict, output_dir: str, step: int) -> None:
         for group in ("All", "Things", "Stuff"):
             if result[group]["pq"] is not None:
                 tf.summary.scalar(f"PQ/{group}", result[group]["pq"])
-        for name in ("miou", "AP"):
+        for name in ("miou", "AP", "box_AP"):
             if result.get(name) is not None:
                 tf.summary.scalar(name, result[name])

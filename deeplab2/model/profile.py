@@ -20,23 +20,40 @@ variables are never initialized: no weight is allocated, so full-size models
 (even SWideRNet-(1, 1.5, 3), 947 M parameters) are cheap to count.
 """
 import math
+from typing import Optional
 
 import keras
 import tensorflow as tf
 from keras.src.backend.common import global_state
 
-from deeplab2.data.dataset_info import DatasetInfo, resolve_dataset
+from deeplab2.data.dataset_info import DatasetInfo, dataset_names, resolve_dataset
 from deeplab2.model.builder import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD, model_from_config
-from deeplab2.model.meta import make_config
+from deeplab2.model.meta import get_meta_architecture, make_config
 
 _CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")
 _MATMUL_OPS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+
+
+# Weights of layers that compute with them (convolutions, dense layers); a
+# frozen one is still a parameter of the model, unlike normalization statistics.
+_LAYER_WEIGHT_NAMES = ("kernel", "bias", "depthwise_kernel", "pointwise_kernel")
 
 
 def count_params(model, trainable_only=False):
     """Number of scalar weights (with BN statistics unless trainable_only)."""
     weights = model.trainable_weights if trainable_only else model.weights
     return int(sum(math.prod(weight.shape) for weight in weights))
+
+
+def count_model_params(model):
+    """Parameters as the papers count them: every trainable weight plus frozen
+    convolution and dense weights (e.g. a frozen stem), but no normalization
+    statistics and no frozen normalization affine (detectron2 keeps those as
+    buffers)."""
+    frozen = [weight for weight in model.non_trainable_weights
+              if weight.path.rsplit("/", 1)[-1] in _LAYER_WEIGHT_NAMES]
+    return count_params(model, trainable_only=True) + int(
+        sum(math.prod(weight.shape) for weight in frozen))
 
 
 def _op_madds(op):
@@ -85,14 +102,14 @@ def _graph_madds(graph):
 def profile_builder(build_fn, input_shape):
     """Builds a model with `build_fn()` without allocating weights; counts it.
 
-    Returns a dict with `params` (trainable, as the papers count them),
-    `params_all` (with BN statistics), `madds`, and `params_m` / `madds_b`
-    in millions / billions.
+    Returns a dict with `params` (as the papers count them, see
+    `count_model_params`), `params_all` (with BN statistics), `madds`, and
+    `params_m` / `madds_b` in millions / billions.
     """
     with keras.StatelessScope(initialize_variables=False):
         model = build_fn()
         madds = count_madds(model, input_shape)
-        params = count_params(model, trainable_only=True)
+        params = count_model_params(model)
         params_all = count_params(model)
     _forget_deferred_variables(model.variables)
     return {"params": params, "params_all": params_all, "madds": madds,
@@ -117,31 +134,61 @@ def _forget_deferred_variables(variables):
             [variable for variable in pending if id(variable) not in ours])
 
 
-def placeholder_dataset(num_classes: int) -> DatasetInfo:
-    """A label space of `num_classes` classes, the upper half things, for
-    counting a model that is not tied to a dataset."""
+def placeholder_dataset(num_classes: int, num_things: Optional[int] = None) -> DatasetInfo:
+    """A label space of `num_classes` classes, the last `num_things` of them
+    things (default: the upper half), for counting a model that is not tied
+    to a dataset."""
+    if num_things is None:
+        num_things = num_classes - num_classes // 2
+    if not 0 <= num_things <= num_classes:
+        raise ValueError(f"num_things must be in 0..{num_classes}, got {num_things}.")
     names = tuple(f"class{i}" for i in range(num_classes))
     return DatasetInfo(name=f"{num_classes}_classes", class_names=names,
                        colors=((0, 0, 0),) * num_classes,
-                       thing_ids=tuple(range(num_classes // 2, num_classes)),
+                       thing_ids=tuple(range(num_classes - num_things, num_classes)),
                        ignore_label=255, label_divisor=1000, stuff_area_limit=0,
                        source_ids=tuple(range(num_classes)))
 
 
-def profile_model(input_size, meta_architecture="panoptic_deeplab", dataset=None,
-                  num_classes=None, output_stride=32, crop_size=None, **architecture):
-    """Counts the model `build_model` would build, on an (H, W) RGB input.
+def label_space(num_classes: int, num_things: Optional[int] = None) -> DatasetInfo:
+    """The registered dataset with `num_classes` labelled classes (and
+    `num_things` things, if given), e.g. COCO for 133 (its "void" class 0 is
+    the ignore label); else a `placeholder_dataset`.
 
-    `dataset` names the label space; or give `num_classes` alone (a
-    placeholder label space). Other arguments are those of `build_model`.
+    A model's class-dependent parts (a top-down family's box and mask heads,
+    its semantic "other" class) then count as on that dataset.
+    """
+    for name in dataset_names():
+        info = resolve_dataset(name)
+        labelled = info.num_classes - (0 <= info.ignore_label < info.num_classes)
+        if labelled == num_classes and num_things in (None, len(info.thing_ids)):
+            return info
+    return placeholder_dataset(num_classes, num_things)
+
+
+def profile_model(input_size, meta_architecture="panoptic_deeplab", dataset=None,
+                  num_classes=None, num_things=None, output_stride=32, crop_size=None,
+                  **architecture):
+    """Counts the model `build_model` would build, on an (H, W) RGB input
+    padded as the model pads it (e.g. 800x1333 -> 800x1344 for a family that
+    takes multiples of 32); the result's `input_size` is the padded size.
+
+    `dataset` names the label space; or give `num_classes` (and optionally
+    `num_things`) for a `placeholder_dataset`. Other arguments are those of
+    `build_model`.
     """
     if (dataset is None) == (num_classes is None):
         raise ValueError("give exactly one of dataset and num_classes")
-    info = placeholder_dataset(num_classes) if dataset is None else resolve_dataset(dataset)
+    info = (resolve_dataset(dataset) if dataset is not None
+            else placeholder_dataset(num_classes, num_things))
     config = make_config(meta_architecture, info, output_stride=output_stride,
                          crop_size=crop_size, pixel_mean=DEFAULT_PIXEL_MEAN,
                          pixel_std=DEFAULT_PIXEL_STD, architecture=architecture,
                          postprocess={})
-    return profile_builder(
+    family = get_meta_architecture(meta_architecture)
+    size = tuple(int(family.padded_size(side, config)) for side in input_size)
+    result = profile_builder(
         lambda: model_from_config(config, pretrained=False, create_variables=False),
-        (*input_size, 3))
+        (*size, 3))
+    result["input_size"] = size
+    return result

@@ -2,7 +2,8 @@
 learning-rate schedule, both with an optional linear warmup.
 
 Adam on a poly schedule is the bottom-up (Panoptic-DeepLab) recipe; SGD with
-momentum on step decay is the top-down (Mask R-CNN style) one. The schedules
+momentum on step decay, with an L2 penalty as weight decay, is the top-down
+(Mask R-CNN style) one. The schedules
 are evaluated at `optimizer.iterations`, the number of updates done so far.
 """
 from typing import Optional, Sequence
@@ -102,6 +103,37 @@ class StepDecayWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
                     warmup_start_factor=self.warmup_start_factor)
 
 
+@keras.saving.register_keras_serializable(package="deeplab2")
+class SGDWithL2(keras.optimizers.SGD):
+    """SGD with the papers' weight decay: an L2 penalty `l2 / 2 * |w|^2`,
+    i.e. `l2 * w` added to the gradient before it enters the momentum (as in
+    Caffe, PyTorch and detectron2), not Keras' decoupled decay.
+
+    Normalization scales and offsets (`gamma`, `beta`) are not decayed
+    (detectron2's WEIGHT_DECAY_NORM = 0).
+    """
+
+    def __init__(self, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}.")
+        self.l2 = l2
+
+    def update_step(self, gradient, variable, learning_rate):
+        # The TF backend passes the tf.Variable, named "<path>/<name>:0".
+        if self.l2 and variable.name.split(":")[0].rsplit("/", 1)[-1] not in _UNDECAYED:
+            gradient = keras.ops.add(
+                keras.ops.cast(gradient, variable.dtype),
+                keras.ops.multiply(keras.ops.cast(self.l2, variable.dtype), variable))
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
+_UNDECAYED = ("gamma", "beta")
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(f"build_optimizer.{message}")
@@ -116,6 +148,7 @@ def build_optimizer(num_steps: int, optimizer: str = "adam", learning_rate: floa
                     beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
                     momentum: float = 0.9, nesterov: bool = False,
                     weight_decay: Optional[float] = None,
+                    l2_regularization: Optional[float] = None,
                     global_clipnorm: Optional[float] = None) -> keras.optimizers.Optimizer:
     """The optimizer of a run of `num_steps` updates.
 
@@ -135,6 +168,9 @@ def build_optimizer(num_steps: int, optimizer: str = "adam", learning_rate: floa
             penalty weight_decay / 2 * |w|^2 in the loss; with momentum m the
             papers' L2 (decay inside the momentum) decays about 1 / (1 - m)
             times more in steady state. None: no decay.
+        l2_regularization: SGD only: the papers' weight decay (1e-4 in the
+            top-down recipes), an L2 penalty in the gradient, before the
+            momentum (`SGDWithL2`). None: none.
         global_clipnorm: clip the gradients' global norm (None: no clipping).
     """
     _check(optimizer in OPTIMIZERS,
@@ -142,6 +178,14 @@ def build_optimizer(num_steps: int, optimizer: str = "adam", learning_rate: floa
     _check(schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
     _check(0.0 <= warmup_start_factor <= 1.0,
            f"warmup_start_factor must be in [0, 1], got {warmup_start_factor}.")
+    _check(l2_regularization is None or optimizer == "sgd",
+           f"l2_regularization applies to optimizer='sgd' only, got {optimizer!r}; "
+           "Adam takes the decoupled weight_decay.")
+    _check(l2_regularization is None or weight_decay is None,
+           "give one of weight_decay (decoupled) and l2_regularization (in the "
+           f"gradient), got both: {weight_decay} and {l2_regularization}.")
+    _check(l2_regularization is None or l2_regularization >= 0,
+           f"l2_regularization must be >= 0, got {l2_regularization}.")
     boundaries = list(decay_boundaries)
     if schedule == "step":
         _check(all(0 < b <= num_steps for b in boundaries)
@@ -155,6 +199,9 @@ def build_optimizer(num_steps: int, optimizer: str = "adam", learning_rate: floa
                f"got {tuple(boundaries)} with schedule='poly'.")
         rates = PolyWithWarmup(learning_rate, num_steps, power, end_learning_rate,
                                warmup_steps, warmup_start_factor)
+    if optimizer == "sgd" and l2_regularization is not None:
+        return SGDWithL2(l2=l2_regularization, learning_rate=rates, momentum=momentum,
+                         nesterov=nesterov, global_clipnorm=global_clipnorm)
     if optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=rates, momentum=momentum,
                                     nesterov=nesterov, weight_decay=weight_decay,

@@ -1,7 +1,8 @@
 """Console behaviour of the command-line entry points: quiet unless asked.
 
 By default a command prints its own progress and results only: TensorFlow's
-C++ INFO lines and absl INFO lines (e.g. checkpoint timings) are hidden.
+C++ INFO and WARNING lines and absl INFO lines (e.g. checkpoint timings) are
+hidden.
 `--verbosity=0` (absl's flag) or higher shows them.
 """
 import os
@@ -17,5 +18,5 @@ def configure_logging() -> None:
     if verbosity is not None and verbosity.present:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)

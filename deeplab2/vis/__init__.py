@@ -3,6 +3,7 @@
 TFRecord reading lives in `deeplab2.vis.records`, which is not imported here so
 that drawing does not pull in TensorFlow.
 """
+from deeplab2.vis.boxes import draw_boxes
 from deeplab2.vis.colormaps import colorize_panoptic, colorize_semantic
 from deeplab2.vis.fields import colorize_heatmap, colorize_offsets
 from deeplab2.vis.layout import overlay, save_png, side_by_side
@@ -13,6 +14,7 @@ __all__ = [
     "colorize_offsets",
     "colorize_panoptic",
     "colorize_semantic",
+    "draw_boxes",
     "overlay",
     "render_panels",
     "save_png",

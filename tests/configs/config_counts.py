@@ -22,6 +22,13 @@ COUNTS = {
     "coco/xception71_os16.gin": (46_775_041, 109_660_140_536),
     "mapillary_vistas/xception71_os16.gin": (46_757_308, 1_228_290_020_600),
     "synthetic/quickstart.gin": (674_977, 185_416_928),
+    # Panoptic FPN (keras-layout ResNets: conv biases, 26,560 in R50, over the
+    # spec's 45,973,990 / 45,581,971; frozen convolutions counted).
+    "coco/panoptic_fpn_r50.gin": (46_000_550, 149_400_038_400),
+    "coco/panoptic_fpn_r101.gin": (64_966_566, 179_703_884_800),
+    "cityscapes/panoptic_fpn_r50.gin": (45_608_531, 506_460_676_096),
+    "cityscapes/panoptic_fpn_r101.gin": (64_574_547, 661_616_369_664),
+    "synthetic/panoptic_fpn_quickstart.gin": (1_750_104, 3_527_070_976),
 }
 
 # Config -> (paper, table, label) of its row in tests/model/test_paper_tables.py.

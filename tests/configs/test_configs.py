@@ -52,8 +52,8 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.relative_to(CONFIGS_DIR).as_posix()
                  for p in pathlib.Path(CONFIGS_DIR).rglob("*.gin")
                  if not p.relative_to(CONFIGS_DIR).as_posix().startswith("deeplab2/"))
-INCLUDE_ONLY = "base.gin"
-COMPLETE = [c for c in CONFIGS if pathlib.PurePath(c).name != INCLUDE_ONLY]
+# Included, not run alone: base.gin and <family>_base.gin.
+COMPLETE = [c for c in CONFIGS if not pathlib.PurePath(c).name.endswith("base.gin")]
 
 # Largest (height, width) of the images evaluation pads to its crop size
 # (Vistas: after the resize to 2177 on the longest side, either orientation).
@@ -138,6 +138,59 @@ RECIPES = {
         "PanopticDeepLabTargets.small_instance_area": 1024,
     },
 }
+# Panoptic FPN recipes (SPEC_TOP_DOWN.md section 6; paper 003 Sec. 4.1 and the
+# standard Mask R-CNN 1x schedule), by dataset.
+_TOP_DOWN_SHARED = {
+    "build_model.output_stride": 32,
+    "build_optimizer.optimizer": "sgd",
+    "build_optimizer.momentum": 0.9,
+    "build_optimizer.schedule": "step",
+    "build_optimizer.decay_factor": 0.1,
+    "build_optimizer.warmup_steps": 1000,
+    "build_optimizer.warmup_start_factor": 0.001,
+    "build_optimizer.l2_regularization": 1e-4,
+    "TrainingInput.flip_prob": 0.5,
+}
+TOP_DOWN_RECIPES = {
+    "coco": {
+        **_TOP_DOWN_SHARED,
+        "build_model.crop_size": (1344, 1344),
+        "Evaluator.crop_size": (640, 640),
+        "Trainer.global_batch_size": 16,
+        "Trainer.num_steps": 90_000,
+        "build_optimizer.learning_rate": 0.02,
+        "build_optimizer.decay_boundaries": (60_000, 80_000),
+        "TrainingInput.shorter_side": (640, 800),
+        "TrainingInput.shorter_side_step": 32,
+        "TrainingInput.max_longer_side": 1333,
+    },
+    "cityscapes": {
+        **_TOP_DOWN_SHARED,
+        "build_model.crop_size": (512, 1024),
+        "Evaluator.crop_size": (1024, 2048),
+        "Trainer.global_batch_size": 32,
+        "Trainer.num_steps": 65_000,
+        "build_optimizer.learning_rate": 0.01,
+        "build_optimizer.decay_boundaries": (40_000, 55_000),
+        "TrainingInput.min_scale": 0.5,
+        "TrainingInput.max_scale": 2.0,
+        "TrainingInput.shorter_side": None,
+    },
+    # synthetic/panoptic_fpn_quickstart.gin: minutes on a CPU, Adam as the
+    # Panoptic-DeepLab quickstart (deeplab2/quickstart.py --model panoptic_fpn).
+    "synthetic": {
+        "build_model.crop_size": (192, 256),
+        "Evaluator.crop_size": None,
+        "Trainer.global_batch_size": 8,
+        "Trainer.num_steps": 400,
+        "build_optimizer.optimizer": "adam",
+        "build_optimizer.learning_rate": 2e-3,
+        "build_optimizer.warmup_steps": 0,
+        "TrainingInput.min_scale": 0.75,
+        "TrainingInput.max_scale": 1.25,
+    },
+}
+
 # What a backbone's file changes in its dataset's recipe, as its comments say.
 _SWIDERNET = {"build_optimizer.learning_rate": 1e-4}  # paper 004 Sec. 4
 _SWIDERNET_COCO = {**_SWIDERNET, "Trainer.num_steps": 500_000}
@@ -168,7 +221,7 @@ POSTPROCESS = {
 
 # Configs whose model is counted by default: one per backbone family
 # (MobileNetV3, ResNet at output stride 32 and 16, Xception, Wide-ResNet, fast
-# and strong SWideRNet) and the quickstart. Counting the others (other
+# and strong SWideRNet), Panoptic FPN R50 and both quickstarts. Counting the others (other
 # datasets' heads, deeper variants) doubles the time: they are marked slow.
 REPRESENTATIVE = (
     "cityscapes/mobilenet_v3_large_os16.gin",
@@ -179,6 +232,8 @@ REPRESENTATIVE = (
     "cityscapes/swidernet_sac_0.25_0.5_1_os16.gin",
     "coco/swidernet_sac_1_1_1_os16.gin",
     "synthetic/quickstart.gin",
+    "coco/panoptic_fpn_r50.gin",
+    "synthetic/panoptic_fpn_quickstart.gin",
 )
 
 # backbone_kwargs keys that change training, not the architecture.
@@ -276,9 +331,7 @@ def test_config(parsed, monkeypatch, tmp_path):
     if "_os" in name:
         assert config.output_stride == int(name[name.rindex("_os") + 3:-len(".gin")])
     for crop in (config.crop_size, _eval_crop(config)):
-        for size in crop:
-            assert (size - 1) % config.output_stride == 0, (
-                f"{name}: crop {crop} is not k * {config.output_stride} + 1")
+        config.check_input_size(crop)  # the family's rule, e.g. k * output_stride + 1
     max_h, max_w = MAX_IMAGE_SIZE[info.name]
     eval_h, eval_w = _eval_crop(config)
     assert eval_h >= max_h and eval_w >= max_w, (
@@ -290,9 +343,15 @@ def test_config(parsed, monkeypatch, tmp_path):
         shard = f"data/{info.name}/" + writer.shard_name(split, 3, 10)
         assert fnmatch.fnmatch(shard, pattern), f"{name}: {pattern} misses {shard}"
 
-    expected = {**RECIPES[info.name], **RECIPE_CHANGES.get(name, {})}
+    if config.meta_architecture == "panoptic_fpn":
+        expected = TOP_DOWN_RECIPES[info.name]
+        postprocess = dict(score_threshold=0.5, overlap_threshold=0.5,
+                           stuff_area_limit=info.stuff_area_limit)
+    else:
+        expected = {**RECIPES[info.name], **RECIPE_CHANGES.get(name, {})}
+        postprocess = POSTPROCESS[info.name]
     assert {binding: _value(binding) for binding in expected} == expected
-    assert config.postprocess == POSTPROCESS[info.name]
+    assert config.postprocess == postprocess
     assert config.postprocess["stuff_area_limit"] == info.stuff_area_limit
     assert tuple(_value("build_predictor.scales")) == (1.0,)
     assert _value("build_predictor.flip") is False

@@ -15,7 +15,7 @@ from deeplab2.data import pipeline
 from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.data.records import RecordFileError
 from deeplab2.data.tfrecord import encode_example
-from deeplab2.model.meta import make_config
+from deeplab2.model.meta import get_meta_architecture, make_config
 from deeplab2.model.panoptic_deeplab.targets import PanopticDeepLabTargets, make_targets
 
 INFO = get_dataset_info("cityscapes")
@@ -244,6 +244,37 @@ def test_missing_empty_and_broken_files_are_named(records, tmp_path):
     truncated.write_bytes(data[:-7])
     with pytest.raises(RecordFileError, match=f"{truncated} is truncated"):
         _train(str(truncated))
+
+
+def test_the_family_chooses_the_resize_convention(records):
+    """Shorter side 32, no flip: each 20x40 / 24x48 / 18x44 image is scaled by
+    32 / its height. Panoptic FPN resizes half-pixel to floor(w * scale + 0.5)
+    columns (64, 64, 78), exactly tf.image.resize; Panoptic-DeepLab aligns
+    corners, round((w - 1) * scale) + 1 columns (63, 64, 77)."""
+    options = pipeline.TrainingInput(shorter_side=(32, 32), flip_prob=0.0)
+    fpn = make_config("panoptic_fpn", INFO, output_stride=32, crop_size=(64, 96),
+                      pixel_mean=127.5, pixel_std=127.5, architecture={}, postprocess={})
+    targets = get_meta_architecture("panoptic_fpn").training_targets(fpn)
+    batches = _batches(pipeline.training_dataset(records, fpn, targets, global_batch_size=2,
+                                                 seed=0, options=options), 3)
+    deeplab = _batches(_train(records, _config(crop=(65, 97)), options=options), 3)
+
+    def width(batch, i):  # columns before the padding (the scenes' left edge is void)
+        return np.flatnonzero(batch[common.PANOPTIC_LABEL][i, 0] != IGNORE).max() + 1
+
+    fpn_widths, deeplab_widths = {}, {}
+    for batch, other in zip(batches, deeplab):
+        for i in range(2):
+            h, w = batch[common.IMAGE_HEIGHT][i], batch[common.IMAGE_WIDTH][i]
+            fpn_widths[w] = cols = width(batch, i)
+            deeplab_widths[other[common.IMAGE_WIDTH][i]] = width(other, i)
+            image, _ = _scene(int(batch[common.IMAGE_ID][i][3:]), h, w)
+            np.testing.assert_array_equal(
+                batch[common.IMAGE][i, :32, :cols],
+                tf.image.resize(image, [32, cols], method="bilinear"))
+            assert np.all(batch[common.IMAGE][i, 32:] == 127.5)
+    assert fpn_widths == {40: 64, 48: 64, 44: 78}
+    assert deeplab_widths == {40: 63, 48: 64, 44: 77}
 
 
 def test_bad_crop_size_is_rejected():

@@ -257,9 +257,11 @@ def test_keras_file_round_trip(tmp_path):
     for key in KEYS:
         np.testing.assert_array_equal(np.asarray(got[key]),
                                       np.asarray(expected[key]))
-    # Drop path is active in training only.
-    assert not np.allclose(np.asarray(loaded(INPUT, training=True)["res5"]),
-                           np.asarray(loaded(INPUT, training=True)["res5"]))
+    # Drop path is active in training only: its random masks differ between
+    # calls. Two calls draw the same masks about 1 time in 10 here (5 blocks,
+    # survival 0.8-0.95, 2 images); eight all alike, about 1 in 10,000.
+    outputs = [np.asarray(loaded(INPUT, training=True)["res5"]) for _ in range(8)]
+    assert any(not np.allclose(outputs[0], other) for other in outputs[1:])
 
 
 def test_config_round_trip_mobilenet():

@@ -113,3 +113,47 @@ def test_bad_arguments_raise_one_line_naming_the_argument(kwargs, match):
         build_optimizer(num_steps=90, **kwargs)
     # Gin appends the configurable's name on lines of its own.
     assert re.match(match, str(error.value).splitlines()[0])
+
+
+def test_l2_regularization_enters_the_gradient_before_the_momentum():
+    optimizer = build_optimizer(10, optimizer="sgd", learning_rate=0.1, schedule="step",
+                                momentum=0.9, l2_regularization=0.1)
+    kernel = keras.Variable(2.0, name="kernel")
+    gamma = keras.Variable(2.0, name="gamma")
+    for _ in range(2):
+        optimizer.apply_gradients([(tf.constant(1.0), kernel), (tf.constant(1.0), gamma)])
+    # By hand: g = 1 + 0.1 * 2 = 1.2, m = -0.12, w = 1.88; then g = 1.188,
+    # m = 0.9 * -0.12 - 0.1188 = -0.2268, w = 1.6532. gamma is not decayed.
+    assert float(kernel.numpy()) == pytest.approx(1.6532, abs=1e-6)
+    assert float(gamma.numpy()) == pytest.approx(2.0 - 0.1 - (0.09 + 0.1), abs=1e-6)
+
+
+def test_l2_regularization_equals_the_penalty_in_the_loss():
+    weights = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    target = np.ones((3, 4), "float32")
+
+    def train(l2_in_optimizer):
+        kernel = keras.Variable(weights, name="kernel")
+        optimizer = build_optimizer(
+            10, optimizer="sgd", learning_rate=0.05, schedule="step", momentum=0.9,
+            nesterov=True, l2_regularization=1e-2 if l2_in_optimizer else None)
+        for _ in range(5):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum((kernel - target) ** 2)
+                if not l2_in_optimizer:
+                    loss += 0.5 * 1e-2 * tf.reduce_sum(kernel ** 2)
+            optimizer.apply_gradients([(tape.gradient(loss, kernel), kernel)])
+        return kernel.numpy()
+
+    np.testing.assert_allclose(train(True), train(False), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(optimizer="adam", l2_regularization=1e-4), "applies to optimizer='sgd' only"),
+    (dict(optimizer="sgd", l2_regularization=1e-4, weight_decay=1e-4), "got both"),
+    (dict(optimizer="sgd", l2_regularization=-1.0), "must be >= 0"),
+])
+def test_bad_l2_regularization_is_named(options, message):
+    with pytest.raises(ValueError, match=f"build_optimizer.l2_regularization.*{re.escape(message)}"
+                       if "both" not in message else "build_optimizer.give one"):
+        build_optimizer(10, **options)

@@ -78,6 +78,10 @@ class MetaArchitecture(abc.ABC):
     #: Combined outputs worth drawing in prediction pictures (besides the
     #: semantic and panoptic maps), e.g. a center heatmap.
     visual_outputs: Tuple[str, ...] = ()
+    #: Whether training resizes use the half-pixel convention (align_corners
+    #: False, sides `round(size * scale)`, as detectron2) instead of align
+    #: corners with `k * stride + 1` sizes (deeplab2.data.augment).
+    half_pixel_resize: bool = False
     #: Checkpoint formats of other code bases the family's models initialize
     #: from (`deeplab2.model.checkpoints.ForeignFormat`), e.g. deeplab2's.
     foreign_checkpoint_formats: Tuple[Callable, ...] = ()

@@ -68,6 +68,14 @@ class ModelConfig:
 
         return get_meta_architecture(self.meta_architecture).check_input_size(size, self)
 
+    @property
+    def half_pixel_resize(self) -> bool:
+        """Whether the family resizes half-pixel (sides `round(size * scale)`)
+        rather than align-corners (`MetaArchitecture.half_pixel_resize`)."""
+        from deeplab2.model.meta.registry import get_meta_architecture
+
+        return get_meta_architecture(self.meta_architecture).half_pixel_resize
+
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 

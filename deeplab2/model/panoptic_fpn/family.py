@@ -142,6 +142,7 @@ class PanopticFPNArchitecture(MetaArchitecture):
     output_keys = OUTPUT_KEYS
     dense_outputs = {}
     instance_outputs = (common.BOXES,)
+    half_pixel_resize = True
 
     def resolve(self, config: ModelConfig) -> ModelConfig:
         if config.output_stride != SIZE_DIVISOR:

@@ -8,11 +8,16 @@ at >= 0, and if its floor is >= H - 1 it becomes H - 1. A bin is the mean of its
 S x S samples, invalid samples counting as 0.
 
 Two equivalent forms:
-- "gather" (default): per box, separable 1-D indices and weights along each axis,
-  4 gathers on the flattened map and outer-product weights. Static shapes, so it
-  compiles with XLA (jit_compile=True).
+- "gather": per box, separable 1-D indices and weights along each axis, 4
+  gathers on the flattened map and outer-product weights. Static shapes, so it
+  compiles with XLA (jit_compile=True); over FPN levels every box is pooled on
+  every level and the output selects its own.
 - "crop_and_resize": `tf.image.crop_and_resize` on the map edge-padded by 1, then
-  an S x S average pool. No XLA kernel, but faster in eager or graph mode on CPU.
+  an S x S average pool. No XLA kernel, but about 10x faster without XLA on CPU
+  (forward and backward, 1024 RoIs on a 192x256 pyramid); over FPN levels the
+  boxes are partitioned by level, so each is pooled once.
+"auto" (the default) takes "gather" while tracing for XLA and "crop_and_resize"
+otherwise, so a model runs fast in eager and graph mode and still compiles.
 
 Inputs are either one image (boxes [N, 4], map [H, W, C]) or a batch (boxes
 [B, N, 4], map [B, H, W, C], box n of image b pooled on map b); the output is
@@ -28,11 +33,25 @@ from deeplab2.model.top_down.boxes import roi_levels
 _MIN_LEVEL = 2
 _MAX_LEVEL = 5
 
-_METHODS = ("gather", "crop_and_resize")
+_METHODS = ("auto", "gather", "crop_and_resize")
+
+
+def _resolve(method: str) -> str:
+    """The form `method` stands for here ("auto": by the tracing context)."""
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if method != "auto":
+        return method
+    # No public API tells whether ops are traced for XLA (a jit_compile
+    # tf.function, a TPU computation); this is what tf.function itself checks.
+    from tensorflow.python.ops import control_flow_util  # pylint: disable=g-direct-tensorflow-import
+
+    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    return "gather" if in_xla else "crop_and_resize"
 
 
 def roi_align(features: tf.Tensor, boxes: tf.Tensor, output_size: int, stride: int, *,
-              sampling_ratio: int = 2, method: str = "gather") -> tf.Tensor:
+              sampling_ratio: int = 2, method: str = "auto") -> tf.Tensor:
     """[N, P, P, C] (or [B, N, P, P, C]) aligned RoIAlign of `boxes` on one map.
 
     Args:
@@ -41,10 +60,10 @@ def roi_align(features: tf.Tensor, boxes: tf.Tensor, output_size: int, stride: i
         output_size: P, bins per axis.
         stride: image pixels per feature pixel.
         sampling_ratio: S, samples per bin per axis.
-        method: "gather" (XLA-safe) or "crop_and_resize" (no XLA kernel).
+        method: "gather" (XLA-safe), "crop_and_resize" (no XLA kernel) or
+            "auto" (see the module docstring).
     """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    method = _resolve(method)
     if len(boxes.shape) == 2:
         return roi_align(features[None], boxes[None], output_size, stride,
                          sampling_ratio=sampling_ratio, method=method)[0]
@@ -55,26 +74,52 @@ def roi_align(features: tf.Tensor, boxes: tf.Tensor, output_size: int, stride: i
 
 def multilevel_roi_align(features: Mapping[int, tf.Tensor], boxes: tf.Tensor,
                          output_size: int, *, sampling_ratio: int = 2,
-                         method: str = "gather") -> tf.Tensor:
-    """RoIAlign of each box on its FPN level (`boxes.roi_levels`), static shapes.
-
-    Every box is pooled on every level and the output takes, per box, the
-    result of its own level, so no shape depends on the level assignment.
+                         method: str = "auto") -> tf.Tensor:
+    """RoIAlign of each box on its FPN level (`boxes.roi_levels`).
 
     Args:
         features: level -> map with stride 2**level, [H, W, C] or [B, H, W, C];
             levels 2..5 are used (others, e.g. the RPN-only P6, are ignored).
         boxes, output_size, sampling_ratio, method: as in `roi_align`.
     """
+    method = _resolve(method)
+    if len(boxes.shape) == 2:
+        return multilevel_roi_align({level: value[None] for level, value in features.items()},
+                                    boxes[None], output_size,
+                                    sampling_ratio=sampling_ratio, method=method)[0]
+    levels = roi_levels(tf.cast(boxes, tf.float32), _MIN_LEVEL, _MAX_LEVEL)
+    if method == "crop_and_resize":
+        return _partitioned_by_level(features, boxes, levels, output_size, sampling_ratio)
+
     def pool(level):
         return roi_align(features[level], boxes, output_size, 2 ** level,
                          sampling_ratio=sampling_ratio, method=method)
 
-    levels = roi_levels(tf.cast(boxes, tf.float32), _MIN_LEVEL, _MAX_LEVEL)[..., None, None, None]
+    # Static shapes: every box on every level, each keeping its own level's.
+    levels = levels[..., None, None, None]
     pooled = pool(_MIN_LEVEL)
     for level in range(_MIN_LEVEL + 1, _MAX_LEVEL + 1):
         pooled = tf.where(levels == level, pool(level), pooled)
     return pooled
+
+
+def _partitioned_by_level(features, boxes, levels, output_size, sampling_ratio):
+    """crop_and_resize over levels: each box [B, N, 4] pooled on its level only."""
+    batch, num_boxes = tf.shape(boxes)[0], tf.shape(boxes)[1]
+    flat = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    box_image = tf.repeat(tf.range(batch), num_boxes)
+    positions = tf.dynamic_partition(tf.range(batch * num_boxes),
+                                     tf.reshape(levels, [-1]) - _MIN_LEVEL,
+                                     _MAX_LEVEL - _MIN_LEVEL + 1)
+    pooled = []
+    for level, where in zip(range(_MIN_LEVEL, _MAX_LEVEL + 1), positions):
+        corners = tf.gather(flat, where) / 2 ** level - 0.5
+        pooled.append(_crop_and_resize_boxes(features[level], corners,
+                                             tf.gather(box_image, where), output_size,
+                                             sampling_ratio))
+    channels = tf.shape(pooled[0])[-1]
+    return tf.reshape(tf.dynamic_stitch(positions, pooled),
+                      [batch, num_boxes, output_size, output_size, channels])
 
 
 def _gather_form(features: tf.Tensor, corners: tf.Tensor, output_size: int,
@@ -122,17 +167,27 @@ def axis_samples(start: tf.Tensor, end: tf.Tensor, size: tf.Tensor, samples: int
 
 def _crop_and_resize_form(features: tf.Tensor, corners: tf.Tensor, output_size: int,
                           sampling_ratio: int) -> tf.Tensor:
-    """crop_and_resize form of `_gather_form` (same arguments and result).
+    """crop_and_resize form of `_gather_form` (same arguments and result)."""
+    batch, num_boxes = tf.shape(corners)[0], tf.shape(corners)[1]
+    bins = _crop_and_resize_boxes(features, tf.reshape(corners, [-1, 4]),
+                                  tf.repeat(tf.range(batch), num_boxes), output_size,
+                                  sampling_ratio)
+    return tf.reshape(bins, [batch, num_boxes, output_size, output_size, tf.shape(bins)[-1]])
+
+
+def _crop_and_resize_boxes(features: tf.Tensor, corners: tf.Tensor, box_image: tf.Tensor,
+                           output_size: int, sampling_ratio: int) -> tf.Tensor:
+    """[R, P, P, C] bins of boxes `corners` [R, 4] (continuous feature
+    coordinates) on maps `features` [B, H, W, C], box r on map `box_image[r]`.
 
     With the map edge-padded by 1, crop_and_resize's extrapolation (outside
     [0, H + 1] in padded coordinates) is exactly the < -1 or > H rule, and its
     interpolation with a padded row is exactly the clamp to row 0 or H - 1.
     """
-    batch, height, width, channels = tf.unstack(tf.shape(features))
-    num_boxes = tf.shape(corners)[1]
+    height, width = tf.shape(features)[1], tf.shape(features)[2]
     samples = output_size * sampling_ratio
     padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    x0, y0, x1, y1 = tf.unstack(tf.reshape(corners, [-1, 4]), axis=-1)
+    x0, y0, x1, y1 = tf.unstack(corners, axis=-1)
     dx = (x1 - x0) / samples
     dy = (y1 - y0) / samples
     # First and last sample points, shifted by the pad, over the padded size - 1.
@@ -142,9 +197,7 @@ def _crop_and_resize_form(features: tf.Tensor, corners: tf.Tensor, output_size: 
                            (x0 + 0.5 * dx + 1.0) / span_x,
                            (y0 + (samples - 0.5) * dy + 1.0) / span_y,
                            (x0 + (samples - 0.5) * dx + 1.0) / span_x], axis=-1)
-    box_image = tf.repeat(tf.range(batch), num_boxes)
     crops = tf.image.crop_and_resize(padded, normalized, box_image, [samples, samples],
                                      extrapolation_value=0.0)
     bins = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
-    bins = tf.cast(bins, features.dtype)
-    return tf.reshape(bins, [batch, num_boxes, output_size, output_size, channels])
+    return tf.cast(bins, features.dtype)

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab2.model.top_down.boxes import roi_levels
+from deeplab2.model.top_down import roi_align as roi_align_module
 from deeplab2.model.top_down.roi_align import multilevel_roi_align, roi_align
 
 TOLERANCE = 1e-5
@@ -144,23 +145,65 @@ def test_multilevel_uses_each_boxes_level(method, jit):
             np.testing.assert_allclose(got[b, n], want, rtol=0, atol=TOLERANCE)
 
 
-def test_gradients_reach_the_map_and_agree_across_forms():
+def _oracle_gradient(shape, boxes, upstream, output_size, stride, sampling_ratio=2):
+    """d(sum(pooled * upstream)) / d(map) of one image: each sample's bilinear
+    weights (the spec's rule, as `_oracle_sample`) times its bin's upstream / S^2."""
+    height, width, _ = shape
+    grad = np.zeros(shape)
+    samples = output_size * sampling_ratio
+    for n, box in enumerate(np.asarray(boxes, np.float64)):
+        x0, y0, x1, y1 = box / stride - 0.5
+        for i in range(samples):
+            y = y0 + (i + 0.5) * (y1 - y0) / samples
+            for j in range(samples):
+                x = x0 + (j + 0.5) * (x1 - x0) / samples
+                if y < -1 or y > height or x < -1 or x > width:
+                    continue
+                corners = []
+                for coord, size in ((y, height), (x, width)):
+                    low = int(np.floor(max(coord, 0.0)))
+                    corners.append((size - 1, size - 1, 0.0) if low >= size - 1
+                                   else (low, low + 1, max(coord, 0.0) - low))
+                (ya, yb, fy), (xa, xb, fx) = corners
+                g = upstream[n, i // sampling_ratio, j // sampling_ratio] / sampling_ratio ** 2
+                grad[ya, xa] += (1 - fy) * (1 - fx) * g
+                grad[ya, xb] += (1 - fy) * fx * g
+                grad[yb, xa] += fy * (1 - fx) * g
+                grad[yb, xb] += fy * fx * g
+    return grad
+
+
+@pytest.mark.parametrize("method, jit", FORMS)
+def test_gradients_match_the_oracle(method, jit):
     rng = np.random.default_rng(7)
     features = tf.constant(rng.standard_normal((2, 9, 13, 3)).astype(np.float32))
-    boxes = tf.constant(np.stack([_boxes(rng, 36, 52) for _ in range(2)]))
-    upstream = tf.constant(rng.standard_normal((2, 16, 7, 7, 3)).astype(np.float32))
+    boxes = np.stack([_boxes(rng, 36, 52) for _ in range(2)])
+    upstream = rng.standard_normal((2, 16, 7, 7, 3)).astype(np.float32)
 
-    def gradient(method):
+    def gradient():
         with tf.GradientTape() as tape:
             tape.watch(features)
-            pooled = roi_align(features, boxes, 7, 4, method=method)
+            pooled = roi_align(features, tf.constant(boxes), 7, 4, method=method)
             loss = tf.reduce_sum(pooled * upstream)
         return tape.gradient(loss, features)
 
-    xla = tf.function(lambda: gradient("gather"), jit_compile=True)().numpy()
-    assert np.all(np.isfinite(xla))
-    assert np.count_nonzero(xla) > xla.size // 2
-    np.testing.assert_allclose(xla, gradient("crop_and_resize").numpy(), rtol=1e-5, atol=1e-5)
+    got = (tf.function(gradient, jit_compile=True) if jit else gradient)().numpy()
+    assert np.count_nonzero(got) > got.size // 2
+    for b in range(2):
+        want = _oracle_gradient((9, 13, 3), boxes[b], upstream[b], 7, 4)
+        np.testing.assert_allclose(got[b], want, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_auto_takes_the_xla_form_only_under_xla(jit, monkeypatch):
+    taken = []
+    for name in ("_gather_form", "_crop_and_resize_form"):
+        original = getattr(roi_align_module, name)
+        monkeypatch.setattr(roi_align_module, name,
+                            lambda *args, _name=name, _f=original: taken.append(_name)
+                            or _f(*args))
+    _call("auto", jit, tf.zeros([1, 8, 8, 2]), tf.constant([[[0.0, 0.0, 4.0, 4.0]]]), 7, 4)
+    assert taken == (["_gather_form"] if jit else ["_crop_and_resize_form"])
 
 
 def test_unknown_method_raises():
