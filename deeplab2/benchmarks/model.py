@@ -122,7 +122,7 @@ def run(ours_model, baseline_model, baseline_name, input_size, warmup, repeats):
               baseline_name: baseline.summary(),
               "peak_rss_mb_after_ours": round(peak_after_ours)}
     result["ours"]["params_m"] = round(
-        profile.count_params(ours_model, trainable_only=True) / 1e6, 2)
+        profile.count_model_params(ours_model) / 1e6, 2)
     result["time_per_madd_ratio"] = round(
         result[baseline_name]["gmac_per_s"] / result["ours"]["gmac_per_s"], 3)
     result["latency_ratio"] = round(

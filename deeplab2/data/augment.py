@@ -229,13 +229,7 @@ def shorter_side_scale(seed: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
     max_longer_side / max(height, width) when the longer side would exceed it.
     """
     low, high = validate_shorter_side(shorter_side, step, max_longer_side)
-    if low == high:
-        side = tf.constant(low, tf.float64)
-    elif step == 0:
-        side = tf.random.stateless_uniform([], seed, low, high, tf.float64)
-    else:
-        k = tf.random.stateless_uniform([], seed, 0, (high - low) // step + 1, tf.int32)
-        side = tf.cast(low + k * step, tf.float64)
+    side = sample_scale(seed, low, high, step)  # the same grid draw, in pixels
     height, width = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
     scale = side / tf.minimum(height, width)
     if max_longer_side is not None:

@@ -34,24 +34,29 @@ from deeplab2.utils.progress import Progress
 _PQ_FIELDS = ("tp", "fp", "fn", "iou", "dagger_iou", "dagger_gt")
 
 
+def _by_instance_id(predictions: Dict[str, np.ndarray], key: str, index: int,
+                    void_id: int) -> Dict[int, np.ndarray]:
+    """{predicted thing panoptic id: its row of predictions[key]} of image
+    `index` of a batch (row i of a per-instance table belongs to row i of
+    INSTANCE_PANOPTIC_IDS)."""
+    ids = predictions[common.INSTANCE_PANOPTIC_IDS][index]
+    return {int(i): value for i, value in zip(ids, predictions[key][index]) if i != void_id}
+
+
 def instance_scores(predictions: Dict[str, np.ndarray], index: int,
                     void_id: int) -> Dict[int, float]:
     """{predicted thing panoptic id: score} of image `index` of a batch."""
-    ids = predictions[common.INSTANCE_PANOPTIC_IDS][index]
-    scores = predictions[common.INSTANCE_SCORES][index]
-    return {int(i): float(s) for i, s in zip(ids, scores) if i != void_id}
+    return {i: float(score) for i, score in
+            _by_instance_id(predictions, common.INSTANCE_SCORES, index, void_id).items()}
 
 
 def instance_boxes(predictions: Dict[str, np.ndarray], index: int,
                    void_id: int) -> Optional[Dict[int, np.ndarray]]:
     """{predicted thing panoptic id: (x0, y0, x1, y1) box} of image `index` of a
-    batch (BOXES row i belongs to INSTANCE_PANOPTIC_IDS row i); None when the
-    predictions carry no boxes."""
+    batch; None when the predictions carry no boxes."""
     if common.BOXES not in predictions:
         return None
-    ids = predictions[common.INSTANCE_PANOPTIC_IDS][index]
-    boxes = predictions[common.BOXES][index]
-    return {int(i): box for i, box in zip(ids, boxes) if i != void_id}
+    return _by_instance_id(predictions, common.BOXES, index, void_id)
 
 
 def _sparse_stats(stats: PQStats) -> Dict[str, list]:

@@ -61,20 +61,22 @@ class ModelConfig:
         """Image value of padding: normalizes to 0."""
         return self.pixel_mean
 
+    def _family(self):
+        """The registered `MetaArchitecture` of `meta_architecture`."""
+        from deeplab2.model.meta.registry import get_meta_architecture
+
+        return get_meta_architecture(self.meta_architecture)
+
     def check_input_size(self, size) -> Tuple[int, int]:
         """(height, width) as ints if the model takes inputs of that size, else
         ValueError (the family's rule, e.g. `k * output_stride + 1`)."""
-        from deeplab2.model.meta.registry import get_meta_architecture
-
-        return get_meta_architecture(self.meta_architecture).check_input_size(size, self)
+        return self._family().check_input_size(size, self)
 
     @property
     def half_pixel_resize(self) -> bool:
         """Whether the family resizes half-pixel (sides `round(size * scale)`)
         rather than align-corners (`MetaArchitecture.half_pixel_resize`)."""
-        from deeplab2.model.meta.registry import get_meta_architecture
-
-        return get_meta_architecture(self.meta_architecture).half_pixel_resize
+        return self._family().half_pixel_resize
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
