@@ -36,8 +36,8 @@ _IMAGES = flags.DEFINE_list("images", None, "Photos to predict: files, folders (
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Exported SavedModel predicting "
                                    "--images, instead of --model_dir.")
 _DATASET = flags.DEFINE_string("dataset", None, "The --saved_model's dataset, if it does not "
-                               "record it: a name (e.g. cityscapes) or the model directory "
-                               "it was exported from.")
+                               "record it: a name (e.g. cityscapes), a .json dataset "
+                               "descriptor or the model directory it was exported from.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the predictions.",
                                   required=True)
 _FORMAT = flags.DEFINE_enum("format", "coco", FORMATS + ("both",), "Output format(s).")
@@ -53,7 +53,8 @@ _NUM_PICTURES = flags.DEFINE_integer(
 
 _RECORD_FLAGS = ("crop_size", "num_pictures")
 _PHOTO_FLAGS = ("fit_size",)
-_MODEL_DIR_FLAGS = ("checkpoint", "scales", "flip", "postprocess")
+_MODEL_DIR_FLAGS = ("checkpoint", "scales", "flip", "shorter_side", "max_longer_side",
+                    "postprocess")
 
 
 def _flag_error():
@@ -129,7 +130,9 @@ def _model_dir_function():
         try:
             predictor = Predictor(predictor.model, scales=predictor.scales,
                                   flip=predictor.flip,
-                                  postprocess=predictor.config.postprocess, fit_size=fit_size)
+                                  postprocess=predictor.config.postprocess, fit_size=fit_size,
+                                  shorter_side=predictor.shorter_side,
+                                  max_longer_side=predictor.max_longer_side)
         except ValueError as error:
             sys.exit(f"error: --fit_size: {error}")
     return serving_function(predictor), predictor.info, f"{checkpoint} (step {step})"
@@ -156,7 +159,7 @@ def _saved_model_function():
     """(uint8 photo -> predictions, dataset, description) of --saved_model and --dataset."""
     import tensorflow as tf
 
-    from deeplab2.data.dataset_info import get_dataset_info
+    from deeplab2.data.dataset_info import resolve_dataset
     from deeplab2.export.saved_model import INPUT_KEY
     from deeplab2.model.model_dir import ModelDirError, read_model_config
 
@@ -166,7 +169,7 @@ def _saved_model_function():
         elif os.path.isdir(_DATASET.value):
             info = read_model_config(_DATASET.value).dataset
         else:
-            info = get_dataset_info(_DATASET.value)
+            info = resolve_dataset(_DATASET.value)
     except ModelDirError as error:
         sys.exit(f"error: --dataset: {error}")
     except KeyError as error:

@@ -1,6 +1,6 @@
 """Command-line flags of the scripts that start from a model directory
 (predict.py, evaluate.py, export_model.py): the model, its checkpoint,
-test-time augmentation and post-processing overrides."""
+test-time augmentation and size, post-processing overrides."""
 import sys
 from typing import Tuple
 
@@ -16,6 +16,11 @@ def define_model_flags() -> None:
                         "checkpoint); default: the latest in --model_dir.")
     flags.DEFINE_list("scales", ["1.0"], "Test-time scales, e.g. 0.5,0.75,1,1.25,1.5.")
     flags.DEFINE_bool("flip", False, "Also predict left-right flipped images (test time).")
+    flags.DEFINE_integer("shorter_side", None, "Test-time size: resize each image so that "
+                         "its shorter side has this many pixels (e.g. 800 for the top-down "
+                         "models on COCO), unless --max_longer_side is then exceeded.")
+    flags.DEFINE_integer("max_longer_side", None, "With --shorter_side: the longest the "
+                         "longer side may become (e.g. 1333).")
     flags.DEFINE_multi_string("postprocess", [], "Post-processing option overriding the "
                               "model's, key=value (e.g. nms_kernel=13); repeatable.")
 
@@ -32,6 +37,8 @@ def load_predictor_from_flags() -> Tuple:
         scales = tuple(float(s) for s in values.scales)
         return load_predictor(values.model_dir, values.checkpoint, scales=scales,
                               flip=values.flip,
-                              postprocess=parse_overrides(values.postprocess))
+                              postprocess=parse_overrides(values.postprocess),
+                              shorter_side=values.shorter_side,
+                              max_longer_side=values.max_longer_side)
     except (ModelDirError, ValueError) as error:
         sys.exit(f"error: {error}")

@@ -7,13 +7,17 @@ from deeplab2.model.model_dir import restore_model_dir
 
 def load_predictor(model_dir: str, checkpoint: Optional[str] = None, *,
                    scales: Sequence[float] = (1.0,), flip: bool = False,
-                   postprocess: Optional[Mapping[str, Any]] = None
+                   postprocess: Optional[Mapping[str, Any]] = None,
+                   shorter_side: Optional[int] = None,
+                   max_longer_side: Optional[int] = None
                    ) -> Tuple[Predictor, int, str]:
     """(predictor, step, checkpoint path) of a model directory's model with
     the weights of `checkpoint` (default: the latest), test-time augmentation
-    and post-processing overrides."""
+    and size (see Predictor), and post-processing overrides."""
     model, step, path = restore_model_dir(model_dir, checkpoint)
-    return Predictor(model, scales=scales, flip=flip, postprocess=postprocess), step, path
+    predictor = Predictor(model, scales=scales, flip=flip, postprocess=postprocess,
+                          shorter_side=shorter_side, max_longer_side=max_longer_side)
+    return predictor, step, path
 
 
 def parse_overrides(items: Sequence[str]) -> dict:

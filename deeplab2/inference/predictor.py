@@ -1,4 +1,10 @@
-"""Runs a model with optional test-time augmentation, then its family's post-processing.
+"""Runs a model with optional test-time size and augmentation, then its family's
+post-processing.
+
+Test-time size (`shorter_side`, `max_longer_side`) resizes each image of a
+batch by its own factor into one static canvas before anything else, and
+brings the post-processed maps and boxes back to the image's size after
+(deeplab2.inference.resizing).
 
 Everything comes from the model's `ModelConfig`: the family (its dense outputs
 and post-processing), the dataset, the output stride (valid input sizes) and
@@ -24,6 +30,8 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2.data.augment import pad_image
+from deeplab2.inference.resizing import (fit_inside, resize_into_canvas, sample_back,
+                                         shorter_side_size)
 from deeplab2.model.meta import MEAN, OFFSET, SOFTMAX, ModelConfig, get_meta_architecture
 
 
@@ -64,20 +72,6 @@ def _pad_beyond_images(resized: tf.Tensor, image_sizes: tf.Tensor, source_size,
     return tf.where(mask[..., None], resized, tf.constant(pad_value, resized.dtype))
 
 
-def fit_inside(height, width, size):
-    """(height, width) shrunk to fit inside `size`, aspect ratio kept (never
-    enlarged, as deeplab2's evaluation), rounded to the nearest integer in
-    exact int32 arithmetic."""
-    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
-    limit_h, limit_w = size
-    fits = tf.logical_and(height <= limit_h, width <= limit_w)
-    by_height = limit_h * width <= limit_w * height
-    fit_h = tf.where(by_height, limit_h, (2 * height * limit_w + width) // (2 * width))
-    fit_w = tf.where(by_height, (2 * width * limit_h + height) // (2 * height), limit_w)
-    return (tf.where(fits, height, tf.minimum(fit_h, limit_h)),
-            tf.where(fits, width, tf.minimum(fit_w, limit_w)))
-
-
 def image_sizes_of(batch: Dict[str, tf.Tensor]) -> tf.Tensor:
     """[batch, 2] (height, width) of each image of an evaluation pipeline batch."""
     return tf.stack([tf.cast(batch[common.IMAGE_HEIGHT], tf.int32),
@@ -98,11 +92,20 @@ class Predictor:
             bilinear) and pads it to exactly that size, as
             google-research/deeplab2 evaluates;
             None runs images at their own size (padded to a valid size).
+        shorter_side, max_longer_side: resize each image so that its shorter
+            side is `shorter_side` pixels, or its longer side
+            `max_longer_side` when that is smaller (the top-down papers'
+            test-time size, e.g. 800 and 1333 on COCO), run the model on a
+            square canvas of `max_longer_side` (padded to a size the model
+            takes), then bring maps and boxes back to the image's own size
+            (nearest neighbour for maps). None: no resize.
     """
 
     def __init__(self, model: keras.Model, *, scales: Sequence[float] = (1.0,),
                  flip: bool = False, postprocess: Optional[Mapping[str, Any]] = None,
-                 fit_size: Optional[Sequence[int]] = None):
+                 fit_size: Optional[Sequence[int]] = None,
+                 shorter_side: Optional[int] = None,
+                 max_longer_side: Optional[int] = None):
         config = getattr(model, "model_config", None)
         if not isinstance(config, ModelConfig):
             raise ValueError(f"model {model.name} has no model_config: build it with "
@@ -124,6 +127,20 @@ class Predictor:
             if len(self.fit_size) != 2 or valid != self.fit_size:
                 raise ValueError(f"fit_size must be (height, width) the model takes "
                                  f"(e.g. {valid}), got {tuple(fit_size)}.")
+        self.shorter_side = self.max_longer_side = self.canvas = None
+        if shorter_side is not None or max_longer_side is not None:
+            sides = (shorter_side, max_longer_side)
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                       for v in sides) or shorter_side > max_longer_side:
+                raise ValueError(f"shorter_side and max_longer_side must be positive "
+                                 f"integers with shorter_side <= max_longer_side, got "
+                                 f"{sides}.")
+            if self.fit_size is not None:
+                raise ValueError("fit_size and shorter_side are two ways to size images "
+                                 "for the model: set one of them.")
+            self.shorter_side, self.max_longer_side = sides
+            side = self.family.padded_size(max_longer_side, config)
+            self.canvas = (side, side)
         if (self.scales != (1.0,) or self.flip) and not self.family.dense_outputs:
             raise ValueError(f"the {self.family.name} meta-architecture has no dense "
                              "outputs to average: test-time augmentation (scales, flip) "
@@ -194,9 +211,40 @@ class Predictor:
                  image_sizes: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
         """Post-processed predictions (see deeplab2.model.meta) plus the
         family's visual outputs (e.g. the center heatmap)."""
+        if self.canvas is not None:
+            return self._resized_call(tf.convert_to_tensor(images), image_sizes)
+        return self._predict(images, image_sizes)
+
+    def _predict(self, images: tf.Tensor, image_sizes: Optional[tf.Tensor]
+                 ) -> Dict[str, tf.Tensor]:
         raw = self.raw_predictions(images, image_sizes)
         predictions = self.family.postprocess(raw, self.config, self.config.postprocess)
         predictions.update({k: raw[k] for k in self.family.visual_outputs if k in raw})
+        return predictions
+
+    def _resized_call(self, images: tf.Tensor, image_sizes: Optional[tf.Tensor]
+                      ) -> Dict[str, tf.Tensor]:
+        """Predicts each image resized by its shorter side on the canvas, then
+        returns maps at the input's size and boxes in the input's pixels."""
+        size = _image_size(images)
+        if image_sizes is None:
+            image_sizes = tf.tile(tf.stack(size)[None], [tf.shape(images)[0], 1])
+        image_sizes = tf.cast(image_sizes, tf.int32)
+        # A filler's size 0 is resized as 1x1; its predictions are never read.
+        sizes = tf.maximum(image_sizes, 1)
+        canvas_sizes = shorter_side_size(sizes, self.shorter_side, self.max_longer_side)
+        canvas = resize_into_canvas(images, sizes, canvas_sizes, self.canvas,
+                                    self.config.pad_value, self.config.half_pixel_resize)
+        predictions = self._predict(canvas, canvas_sizes)
+        for key in MAP_KEYS + tuple(self.family.visual_outputs):
+            if key in predictions:
+                predictions[key] = sample_back(predictions[key], canvas_sizes, sizes, size)
+        if common.BOXES in predictions:
+            # (x0, y0, x1, y1) pixel edges: scaled by each image's own size
+            # over its canvas size.
+            ratio = tf.cast(sizes, tf.float32) / tf.cast(canvas_sizes, tf.float32)
+            ratio = tf.tile(tf.reverse(ratio, axis=[1]), [1, 2])
+            predictions[common.BOXES] = predictions[common.BOXES] * ratio[:, None, :]
         return predictions
 
     def batch_function(self, compiled: bool = True) -> Callable[[Dict], Dict[str, tf.Tensor]]:
@@ -260,10 +308,14 @@ class Predictor:
 
 @gin.configurable(denylist=["model"])
 def build_predictor(model: keras.Model, scales: Sequence[float] = (1.0,),
-                    flip: bool = False) -> Predictor:
+                    flip: bool = False, shorter_side: Optional[int] = None,
+                    max_longer_side: Optional[int] = None) -> Predictor:
     """The Gin edge of evaluation's test-time augmentation
-    (`build_predictor.scales = (0.5, 0.75, 1.0, 1.25, 1.5)`, `build_predictor.flip`).
+    (`build_predictor.scales = (0.5, 0.75, 1.0, 1.25, 1.5)`, `build_predictor.flip`)
+    and test-time size (`build_predictor.shorter_side = 800`,
+    `build_predictor.max_longer_side = 1333`).
 
     Post-processing options are the model's (`build_model.postprocess`).
     """
-    return Predictor(model, scales=scales, flip=flip)
+    return Predictor(model, scales=scales, flip=flip, shorter_side=shorter_side,
+                     max_longer_side=max_longer_side)

@@ -163,6 +163,8 @@ TOP_DOWN_RECIPES = {
         "TrainingInput.shorter_side": (640, 800),
         "TrainingInput.shorter_side_step": 32,
         "TrainingInput.max_longer_side": 1333,
+        "build_predictor.shorter_side": 800,  # the paper's test size
+        "build_predictor.max_longer_side": 1333,
     },
     "cityscapes": {
         **_TOP_DOWN_SHARED,
@@ -175,6 +177,7 @@ TOP_DOWN_RECIPES = {
         "TrainingInput.min_scale": 0.5,
         "TrainingInput.max_scale": 2.0,
         "TrainingInput.shorter_side": None,
+        "build_predictor.shorter_side": None,  # tested at 1024x2048
     },
     # synthetic/panoptic_fpn_quickstart.gin: minutes on a CPU, Adam as the
     # Panoptic-DeepLab quickstart (deeplab2/quickstart.py --model panoptic_fpn).

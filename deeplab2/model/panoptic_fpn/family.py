@@ -40,6 +40,7 @@ from deeplab2.model.panoptic_fpn.targets import MODEL_TARGET_KEYS, PanopticFPNTa
 ARCHITECTURE_DEFAULTS = dict(
     backbone="resnet50",
     backbone_kwargs={},
+    bn_momentum=0.99,
     bn_epsilon=1e-5,
     synchronized_bn=None,
     frozen_bn=True,
@@ -118,6 +119,8 @@ def _resolve_architecture(arch: Dict, config: ModelConfig) -> Dict:
         _check(isinstance(arch[key], bool), key, "True or False", arch[key])
     for key in _NON_NEGATIVE:
         _check(_is_number(arch[key]) and arch[key] >= 0, key, "a number >= 0", arch[key])
+    _check(_is_number(arch["bn_momentum"]) and 0 <= arch["bn_momentum"] < 1, "bn_momentum",
+           "a number in [0, 1)", arch["bn_momentum"])
     _check(_is_number(arch["bn_epsilon"]) and arch["bn_epsilon"] > 0, "bn_epsilon",
            "a positive number", arch["bn_epsilon"])
     _check(arch["freeze_at"] in FREEZE_AT and _is_int(arch["freeze_at"]), "freeze_at",
@@ -200,6 +203,7 @@ class PanopticFPNArchitecture(MetaArchitecture):
                                           bn_epsilon=arch["bn_epsilon"], **backbone_kwargs)
         for layer in backbone._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = arch["bn_momentum"]
                 layer.synchronized = arch["synchronized_bn"]
         freeze_backbone(backbone, freeze_at=arch["freeze_at"], frozen_bn=arch["frozen_bn"])
         return PanopticFPN(

@@ -62,6 +62,7 @@ def test_explicit_values_win_and_resolving_is_idempotent():
     (dict(fpn_channels=0), "fpn_channels must be a positive integer"),
     (dict(semantic_channels=100), "semantic_channels must be a multiple of semantic_groups"),
     (dict(frozen_bn="yes"), "frozen_bn must be True or False"),
+    (dict(bn_momentum=1.0), r"bn_momentum must be a number in \[0, 1\)"),
     (dict(semantic_loss_weight=-1), "semantic_loss_weight must be a number >= 0"),
     (dict(roi_samples=2), "roi_samples must be an integer >= 4"),
     (dict(max_detections=256), "max_detections must be below the dataset's label_divisor"),

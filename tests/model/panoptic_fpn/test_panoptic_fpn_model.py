@@ -67,7 +67,10 @@ def test_frozen_batch_norm_and_stages_are_not_trainable(model):
     assert not [p for p in backbone if p.startswith("strided_conv/res2") and p in trainable]
     assert {p for p in backbone if p in trainable} == {
         f"strided_conv/res{level}_conv0/conv/kernel" for level in (3, 4, 5)}
-    unfrozen = small_model(frozen_bn=False, freeze_at=0)
+    unfrozen = small_model(frozen_bn=False, freeze_at=0, bn_momentum=0.9)
+    norms = [layer for layer in unfrozen._flatten_layers()
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and {layer.momentum for layer in norms} == {0.9}
     names = {v.path for v in unfrozen.trainable_variables}
     assert "strided_conv/res2_conv0/conv/kernel" in names
     assert "strided_conv/res2_conv0/bn/gamma" in names
