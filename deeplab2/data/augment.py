@@ -244,6 +244,7 @@ def random_scale_crop_flip(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor,
                            shorter_side: Optional[Tuple[int, int]] = None,
                            shorter_side_step: int = 32,
                            max_longer_side: Optional[int] = None,
+                           longest_side: Optional[int] = None,
                            flip_prob: float = 0.5,
                            pad_value: PadValue = IMAGE_PAD_VALUE,
                            half_pixel: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -251,6 +252,9 @@ def random_scale_crop_flip(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor,
 
     The scale is `sample_scale` of the scale range, or, when `shorter_side`
     is set, `shorter_side_scale` of the image (the scale range is then unused).
+    `longest_side` L first brings the image's longer side M to exactly L
+    pixels: the sampled scale multiplies L / M (half pixel) or
+    (L - 1) / (M - 1) (align corners, whose sides scale by their span).
     Returns float32 [crop_h, crop_w, 3] and int32 [crop_h, crop_w].
     """
     scale_seed, y_seed, x_seed, flip_seed = tf.unstack(
@@ -261,6 +265,12 @@ def random_scale_crop_flip(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor,
     else:
         scale = shorter_side_scale(scale_seed, height, width, shorter_side,
                                    shorter_side_step, max_longer_side)
+    if longest_side is not None:
+        longer = tf.cast(tf.maximum(height, width), tf.float64)
+        if half_pixel:
+            scale = scale * (longest_side / longer)
+        else:
+            scale = scale * ((longest_side - 1) / tf.maximum(longer - 1, 1))
     span_y, _ = crop_window(height, crop_size[0], scale, half_pixel)
     span_x, _ = crop_window(width, crop_size[1], scale, half_pixel)
     offset = (tf.random.stateless_uniform([], y_seed, 0, height - span_y, tf.int32),

@@ -60,6 +60,9 @@ class TrainingInput:
         shorter_side_step: grid of S (0 samples the range continuously).
         max_longer_side: with `shorter_side`, lowers the scale so that the
             longer side is at most this (COCO 1333); None: no cap.
+        longest_side: resize each image so that its longer side has this
+            many pixels before the random scale (paper 000: COCO 1025,
+            Mapillary Vistas 2177); None: images keep their size.
         flip_prob: probability of a left-right flip.
         autoaugment: apply the paper 004 AutoAugment policy (image only).
         shuffle_buffer: examples held for shuffling within an epoch.
@@ -73,6 +76,7 @@ class TrainingInput:
     shorter_side: Optional[Tuple[int, int]] = None
     shorter_side_step: int = 32
     max_longer_side: Optional[int] = None
+    longest_side: Optional[int] = None
     flip_prob: float = 0.5
     autoaugment: bool = False
     shuffle_buffer: int = 1000
@@ -80,7 +84,15 @@ class TrainingInput:
     parallel_files: int = 16
 
     def __post_init__(self):
-        """Validates the shorter-side options; errors name the field."""
+        """Validates the resize options; errors name the field."""
+        if self.longest_side is not None:
+            if not (isinstance(self.longest_side, int) and not isinstance(self.longest_side, bool)
+                    and self.longest_side > 0):
+                raise ValueError(f"TrainingInput.longest_side must be a positive integer or "
+                                 f"None, got {self.longest_side!r}.")
+            if self.shorter_side is not None:
+                raise ValueError("TrainingInput.longest_side and TrainingInput.shorter_side "
+                                 "are two ways to size images: set one of them.")
         if self.shorter_side is None:
             for name in ("shorter_side_step", "max_longer_side"):
                 if getattr(self, name) != _DEFAULTS[name]:
@@ -225,7 +237,8 @@ def training_dataset(file_pattern: FilePattern, config, targets: Targets, *,
             min_scale=options.min_scale, max_scale=options.max_scale,
             scale_step=options.scale_step, shorter_side=options.shorter_side,
             shorter_side_step=options.shorter_side_step,
-            max_longer_side=options.max_longer_side, flip_prob=options.flip_prob,
+            max_longer_side=options.max_longer_side, longest_side=options.longest_side,
+            flip_prob=options.flip_prob,
             pad_value=config.pad_value, half_pixel=config.half_pixel_resize)
         out = {key: example[key] for key in _KEPT_KEYS}
         out[common.IMAGE] = image

@@ -121,9 +121,12 @@ RECIPES = {
         "Trainer.num_steps": 150_000,
         "build_optimizer.learning_rate": 1e-3,
         "build_optimizer.warmup_steps": 0,
+        "TrainingInput.longest_side": 2177,  # paper 000 Sec. 4
         "TrainingInput.min_scale": 0.5,
         "TrainingInput.max_scale": 2.0,
         "TrainingInput.autoaugment": False,
+        "build_predictor.shorter_side": 2177,  # capped: the longest side at 2177
+        "build_predictor.max_longer_side": 2177,
     },
     # synthetic/quickstart.gin: minutes on a CPU (deeplab2/quickstart.py).
     "synthetic": {

@@ -132,3 +132,29 @@ def test_eval_rejects_images_larger_than_the_crop():
     image, label = _pair(40, 40)
     with pytest.raises(tf.errors.InvalidArgumentError, match="larger than the crop size"):
         augment.pad_for_eval(image, label, CROP, IGNORE)
+
+
+@pytest.mark.parametrize("half_pixel, crop", [(False, (641, 1025)), (True, (640, 1024))])
+def test_longest_side_brings_the_longer_side_to_exactly_that_length(half_pixel, crop):
+    """A 300x500 pair with longest_side 1000 and scale 1: 600x1000 (align
+    corners: (1000 - 1) / (500 - 1) of the span; half pixel: 2x); portrait alike."""
+    rng = np.random.default_rng(3)
+    for height, width, expected in ((300, 500, (600, 1000)), (500, 300, (1000, 600))):
+        image = tf.constant(rng.integers(0, 256, (height, width, 3)), tf.uint8)
+        label = tf.ones((height, width), tf.int32) * 7000
+        size = crop if width > height else crop[::-1]
+        _, out_label = augment.random_scale_crop_flip(
+            image, label, _seed(4, 2), size, IGNORE, min_scale=1.0, max_scale=1.0,
+            longest_side=1000, flip_prob=0.0, half_pixel=half_pixel)
+        valid = out_label.numpy() != IGNORE
+        assert (int(valid.any(1).sum()), int(valid.any(0).sum())) == expected
+
+
+def test_longest_side_composes_with_the_scale_range():
+    image, label = _pair(20, 40)
+    _, out_label = augment.random_scale_crop_flip(
+        image, label, _seed(5, 1), (81, 161), IGNORE, min_scale=2.0, max_scale=2.0,
+        longest_side=80, flip_prob=0.0)
+    valid = out_label.numpy() != IGNORE
+    # Longer side 40 -> 80 (span 39 -> 79), then x2: span 158, 159 pixels.
+    assert int(valid.any(0).sum()) == 159

@@ -176,6 +176,9 @@ def test_training_input_normalizes_shorter_side():
     (dict(shorter_side=(640, 800), scale_step=0.25), "scale_step"),
     (dict(max_longer_side=1333), "max_longer_side"),
     (dict(shorter_side_step=16), "shorter_side_step"),
+    (dict(longest_side=0), "longest_side"),
+    (dict(longest_side=1025.0), "longest_side"),
+    (dict(longest_side=1025, shorter_side=(640, 800)), "longest_side"),
 ])
 def test_bad_shorter_side_options_raise_one_line_naming_the_field(kwargs, field):
     with pytest.raises(ValueError) as error:
