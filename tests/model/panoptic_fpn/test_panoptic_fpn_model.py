@@ -9,6 +9,7 @@ import tensorflow as tf
 from deeplab2 import common
 from deeplab2.model.panoptic_fpn.loss import INSTANCE_LOSSES, SEMANTIC_LOSS
 from deeplab2.model.panoptic_fpn.model import OUTPUT_KEYS
+from deeplab2.model.top_down.instance_targets import GT_VALID
 
 from panoptic_fpn_testing import (FAMILY, SIZE, as_numpy, losses_and_gradients, small_model,
                                   synthetic_batch)
@@ -132,3 +133,30 @@ def test_a_few_sgd_steps_on_one_batch_lower_the_loss():
 
     totals = [float(step(batch)) for _ in range(12)]
     assert np.mean(totals[-3:]) < 0.85 * totals[0], totals
+
+
+def test_images_without_things_or_with_only_crowd_train_with_finite_losses(model):
+    """Image 0 is all stuff, image 1 stuff with one crowd region of boxes: no
+    detection target anywhere, yet every loss and gradient is finite."""
+    height, width = SIZE
+    stuff = np.full(SIZE, 2 * 1000, np.int32)  # ground
+    stuff[: height // 2] = 0  # sky
+    crowd = stuff.copy()
+    crowd[10:40, 20:60] = 4 * 1000  # box, instance 0: a crowd region
+    config = model.model_config
+    targets = FAMILY.training_targets(config)
+    rng = np.random.default_rng(0)
+    examples = []
+    for index, label in enumerate((stuff, crowd)):
+        example = {common.IMAGE: tf.constant(rng.uniform(0, 255, (*SIZE, 3)), tf.float32),
+                   common.PANOPTIC_LABEL: tf.constant(label)}
+        example.update(targets(example[common.PANOPTIC_LABEL]))
+        example[common.SAMPLE_SEED] = tf.constant([0, index], tf.int32)
+        examples.append(example)
+    batch = {key: tf.stack([e[key] for e in examples]) for key in examples[0]}
+    assert not np.any(batch[GT_VALID].numpy())  # crowd is no detection target
+    losses, gradients = losses_and_gradients(model, batch)
+    for name, value in losses.items():
+        assert np.all(np.isfinite(value)), name
+    assert all(np.all(np.isfinite(tf.convert_to_tensor(g).numpy()))
+               for g in gradients if g is not None)
