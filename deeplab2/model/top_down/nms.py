@@ -1,8 +1,15 @@
-"""Greedy non-maximum suppression with static shapes, for XLA.
+"""Greedy non-maximum suppression with static shapes, for XLA and for CPUs.
 
-Built on `tf.image.non_max_suppression_padded`, the only TF NMS that compiles with
-XLA (NonMaxSuppressionV5 and combined_non_max_suppression have no XLA kernel). Given
-boxes in score order it runs greedy NMS, with two quirks handled here:
+Two forms give the same selection (`method`; "auto" picks by the tracing
+context, as RoIAlign does):
+- "padded", for XLA: `tf.image.non_max_suppression_padded`, the only TF NMS that
+  compiles with XLA (NonMaxSuppressionV5 and combined_non_max_suppression have
+  no XLA kernel); a loop over tiles of 512 boxes, slow on a CPU.
+- "greedy", elsewhere: `tf.image.non_max_suppression` (NonMaxSuppressionV3,
+  which suppresses at IoU > threshold) on the boxes in score order, fed their
+  rank as the score so that ties keep the order; padded to the static size.
+
+The padded op runs greedy NMS on boxes in score order with two quirks handled here:
 - it treats a box whose coordinates are all <= 0 as suppressed, so the boxes are
   translated to coordinates >= 1 first (IoU does not change under translation);
 - it suppresses at IoU >= threshold; the threshold is raised by one float32 step so
@@ -32,8 +39,24 @@ class Selection(NamedTuple):
     valid: tf.Tensor
 
 
+_METHODS = ("auto", "padded", "greedy")
+
+
+def _resolve(method: str) -> str:
+    """The form `method` stands for here ("auto": by the tracing context)."""
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if method != "auto":
+        return method
+    # As roi_align: what tf.function itself checks to know it traces for XLA.
+    from tensorflow.python.ops import control_flow_util  # pylint: disable=g-direct-tensorflow-import
+
+    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    return "padded" if in_xla else "greedy"
+
+
 def nms_padded(boxes: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor, *, max_output: int,
-               iou_threshold: float) -> Selection:
+               iou_threshold: float, method: str = "auto") -> Selection:
     """Greedy NMS of [N, 4] (x0, y0, x1, y1) boxes: the best `max_output` survivors.
 
     Args:
@@ -43,10 +66,14 @@ def nms_padded(boxes: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor, *, max_out
         max_output: static number of output rows.
         iou_threshold: a box is dropped when its IoU with a kept, higher-scored box
             is > this.
+        method: "padded", "greedy" or "auto" (see the module docstring).
     """
     num_boxes = boxes.shape[0]
     order = tf.math.top_k(tf.where(valid, scores, -np.inf), k=num_boxes).indices
     sorted_boxes = tf.gather(boxes, order)
+    if _resolve(method) == "greedy":
+        return _greedy(sorted_boxes, tf.gather(valid, order), order, max_output,
+                       iou_threshold)
     sorted_valid = tf.gather(valid, order)[:, None]
     low = tf.reduce_min(tf.where(sorted_valid, sorted_boxes, 0.0))
     # Valid boxes move to coordinates >= 1; invalid ones become all-zero, which the
@@ -61,8 +88,26 @@ def nms_padded(boxes: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor, *, max_out
     return Selection(tf.where(is_kept, tf.gather(order, kept), 0), is_kept)
 
 
+def _greedy(sorted_boxes: tf.Tensor, sorted_valid: tf.Tensor, order: tf.Tensor,
+            max_output: int, iou_threshold: float) -> Selection:
+    """NonMaxSuppressionV3 on boxes already in score order (valid ones first):
+    scores are the ranks N, N - 1, ... (exact in float32 below 2**24), 0 for
+    invalid boxes, which the score threshold of 0.5 drops."""
+    num_boxes = sorted_boxes.shape[0]
+    ranks = tf.range(num_boxes, 0, -1, dtype=tf.int32)
+    rank_scores = tf.cast(tf.where(sorted_valid, ranks, 0), tf.float32)
+    kept = tf.image.non_max_suppression(
+        tf.gather(sorted_boxes, [1, 0, 3, 2], axis=1), rank_scores, max_output,
+        iou_threshold=iou_threshold, score_threshold=0.5)
+    count = tf.shape(kept)[0]
+    kept = tf.pad(kept, [[0, max_output - count]])
+    is_kept = tf.range(max_output) < count
+    return Selection(tf.where(is_kept, tf.gather(order, kept), 0), is_kept)
+
+
 def class_aware_nms(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, valid: tf.Tensor,
-                    *, max_output: int, iou_threshold: float) -> Selection:
+                    *, max_output: int, iou_threshold: float, method: str = "auto"
+                    ) -> Selection:
     """Per-class greedy NMS, then the best `max_output` of all classes, in one NMS call.
 
     The offset trick: the boxes of class c move right by c * (extent + 1), extent =
@@ -71,7 +116,7 @@ def class_aware_nms(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, val
     coordinates round to steps of about num_classes * extent * 6e-8.
 
     Args:
-        boxes, scores, valid, max_output, iou_threshold: as for `nms_padded`.
+        boxes, scores, valid, max_output, iou_threshold, method: as for `nms_padded`.
         classes: [N] int32 class of each box, >= 0.
     """
     coordinates = tf.where(valid[:, None], boxes, 0.0)
@@ -79,4 +124,5 @@ def class_aware_nms(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, val
     shift = tf.cast(classes, tf.float32) * (extent + 1.0)
     zero = tf.zeros_like(shift)
     moved = boxes + tf.stack([shift, zero, shift, zero], axis=1)
-    return nms_padded(moved, scores, valid, max_output=max_output, iou_threshold=iou_threshold)
+    return nms_padded(moved, scores, valid, max_output=max_output, iou_threshold=iou_threshold,
+                      method=method)
