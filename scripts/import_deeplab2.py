@@ -22,7 +22,8 @@ def parse_args(argv=None):
                         help="deeplab2 checkpoint prefix (…/ckpt-60000) or its folder")
     parser.add_argument("--config", required=True, help="deeplab2 config name")
     parser.add_argument("--output_dir", required=True, help="new model directory")
-    parser.add_argument("--dataset", help="label space, if not the config's (e.g. coco)")
+    parser.add_argument("--dataset", help="label space, if not the config's: a name (e.g. "
+                        "coco) or the path of a .json dataset descriptor")
     parser.add_argument("--num_classes", type=int,
                         help="expected class count (checked against checkpoint and dataset)")
     parser.add_argument("--option", action="append", default=[],
@@ -60,6 +61,7 @@ def import_deeplab2(checkpoint, config_name, output_dir, dataset=None, num_class
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from deeplab2.data.dataset_info import UnknownDatasetError
     from deeplab2.inference.loading import parse_overrides
     from deeplab2.model import checkpoints
     from deeplab2.model.model_dir import ModelDirError
@@ -69,7 +71,8 @@ def main(argv=None) -> int:
         report, path = import_deeplab2(
             args.checkpoint, args.config, args.output_dir, dataset=args.dataset,
             num_classes=args.num_classes, options=parse_overrides(args.option))
-    except (checkpoints.CheckpointError, ModelDirError, ConfigError, ValueError) as error:
+    except (checkpoints.CheckpointError, ModelDirError, ConfigError, ValueError,
+            UnknownDatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(report.summary())

@@ -43,7 +43,8 @@ def parse_args(argv=None):
                          help="labelled classes: those of the registered dataset with "
                          "as many (133: coco, 19: cityscapes), else a placeholder label "
                          "space (default 19)")
-    classes.add_argument("--dataset", help="a dataset name, e.g. coco")
+    classes.add_argument("--dataset", help="a dataset name, e.g. coco, or the path of a "
+                         ".json dataset descriptor")
     parser.add_argument("--num_thing_classes", type=int,
                         help="thing classes among --num_classes (default: the dataset's, "
                         "else the upper half)")
@@ -77,13 +78,13 @@ def main(argv=None):
     if args.semantic_only:
         options["semantic_only"] = True
     options.update(parse_overrides(args.option))
-    label_space = args.dataset or profile.label_space(num_classes, args.num_thing_classes)
+    label_space = (_dataset(args.dataset) if args.dataset else
+                   profile.label_space(num_classes, args.num_thing_classes))
     result = profile.profile_model(
         args.input_size, meta_architecture=args.meta_architecture, dataset=label_space,
         output_stride=args.output_stride, **options)
-    label_space = getattr(label_space, "name", label_space)
     result.update(meta_architecture=args.meta_architecture, backbone=args.backbone,
-                  dataset=label_space,
+                  dataset=label_space.name,
                   num_classes=num_classes, output_stride=args.output_stride)
     if args.json:
         print(json.dumps(result))
@@ -92,6 +93,16 @@ def main(argv=None):
         print(f"{args.meta_architecture} {args.backbone} OS{args.output_stride} "
               f"{height}x{width}: {result['params_m']} M params, "
               f"{result['madds_b']} B multiply-adds")
+
+
+def _dataset(dataset):
+    """The DatasetInfo of --dataset; exits with a one-line error if it has none."""
+    from deeplab2.data.dataset_info import UnknownDatasetError, resolve_dataset
+
+    try:
+        return resolve_dataset(dataset)
+    except UnknownDatasetError as error:
+        raise SystemExit(f"error: --dataset: {error}") from None
 
 
 def _profile_deeplab2_config(args, profile):

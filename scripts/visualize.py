@@ -8,13 +8,14 @@ import sys
 
 from absl import app, flags
 
-from deeplab2.data.dataset_info import UnknownDatasetError, get_dataset_info
+from deeplab2.data.dataset_info import UnknownDatasetError, resolve_dataset
 from deeplab2.vis import records
 
 _PATTERN = flags.DEFINE_string("tfrecord_pattern", None,
                                "Glob of the TFRecord files to read.", required=True)
 _DATASET = flags.DEFINE_string("dataset", None,
-                               "Registered dataset name, e.g. cityscapes.",
+                               "Registered dataset name (e.g. cityscapes) or the "
+                               "path of a .json dataset descriptor.",
                                required=True)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
                                   "Folder of the PNG files.", required=True)
@@ -25,7 +26,7 @@ _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", 10,
 def main(argv):
     del argv  # unused
     try:
-        info = get_dataset_info(_DATASET.value)
+        info = resolve_dataset(_DATASET.value)
     except UnknownDatasetError as error:
         sys.exit(f"error: --dataset: {error}")
     limit = _MAX_EXAMPLES.value if _MAX_EXAMPLES.value > 0 else None

@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab2 import common
-from deeplab2.data.dataset_info import UnknownDatasetError, get_dataset_info
+from deeplab2.data.dataset_info import UnknownDatasetError, resolve_dataset
 from deeplab2.inference import Predictor
 from deeplab2.inference.loading import parse_overrides
 from deeplab2.model import builder
@@ -223,7 +223,8 @@ def parse_args(argv):
     classes.add_argument("--num_classes", type=int,
                          help=f"classes of a placeholder label space (default "
                               f"{DEFAULT_NUM_CLASSES}, the upper half things)")
-    classes.add_argument("--dataset", help="a dataset's label space, e.g. coco, cityscapes")
+    classes.add_argument("--dataset", help="a dataset's label space, e.g. coco, cityscapes "
+                         "or the path of a .json dataset descriptor")
     parser.add_argument("--output_stride", type=int, default=32,
                         help="of Panoptic-DeepLab (Panoptic FPN's is 32)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -248,7 +249,7 @@ def parse_args(argv):
     if args.num_classes is None:
         args.num_classes = DEFAULT_NUM_CLASSES
     try:
-        args.dataset_info = (get_dataset_info(args.dataset) if args.dataset else
+        args.dataset_info = (resolve_dataset(args.dataset) if args.dataset else
                              profile.placeholder_dataset(args.num_classes))
         if fpn:
             args.architecture = {**PANOPTIC_FPN_LOAD_OPTIONS, **parse_overrides(args.option)}

@@ -304,12 +304,139 @@ _MAPILLARY_VISTAS = (
         ("Ego Vehicle", False, (120, 10, 10)),
 )
 
+# Mapillary Vistas v2.0 evaluated labels in the order of config_v2.0.json:
+# (category id, readable name, has instances, color). The config lists 124
+# labels; category id = position + 1 (as in v1.2). The 8 labels with
+# "evaluate": false are void and map to the ignore label 255, which leaves the
+# benchmark's 116 classes (70 things, 46 stuff): Ambiguous Barrier (3), Person
+# Group (32), Lane Marking - Ambiguous (39), Signage - Ambiguous (80), Pole Group
+# (87), Traffic Sign - Ambiguous (97), Vehicle Group (116) and Unlabeled (124).
+# "Lane Marking (only) - Test" is the config's own spelling.
+_MAPILLARY_VISTAS_V2 = (
+        (1, "Bird", True, (165, 42, 42)),
+        (2, "Ground Animal", True, (0, 192, 0)),
+        (4, "Concrete Block", False, (250, 170, 32)),
+        (5, "Curb", False, (196, 196, 196)),
+        (6, "Fence", False, (190, 153, 153)),
+        (7, "Guard Rail", False, (180, 165, 180)),
+        (8, "Barrier", False, (90, 120, 150)),
+        (9, "Road Median", False, (250, 170, 33)),
+        (10, "Road Side", False, (250, 170, 34)),
+        (11, "Lane Separator", False, (128, 128, 128)),
+        (12, "Temporary Barrier", True, (250, 170, 35)),
+        (13, "Wall", False, (102, 102, 156)),
+        (14, "Bike Lane", False, (128, 64, 255)),
+        (15, "Crosswalk - Plain", True, (140, 140, 200)),
+        (16, "Curb Cut", False, (170, 170, 170)),
+        (17, "Driveway", True, (250, 170, 36)),
+        (18, "Parking", False, (250, 170, 160)),
+        (19, "Parking Aisle", False, (250, 170, 37)),
+        (20, "Pedestrian Area", False, (96, 96, 96)),
+        (21, "Rail Track", False, (230, 150, 140)),
+        (22, "Road", False, (128, 64, 128)),
+        (23, "Road Shoulder", False, (110, 110, 110)),
+        (24, "Service Lane", False, (110, 110, 110)),
+        (25, "Sidewalk", False, (244, 35, 232)),
+        (26, "Traffic Island", False, (128, 196, 128)),
+        (27, "Bridge", False, (150, 100, 100)),
+        (28, "Building", False, (70, 70, 70)),
+        (29, "Garage", False, (150, 150, 150)),
+        (30, "Tunnel", False, (150, 120, 90)),
+        (31, "Person", True, (220, 20, 60)),
+        (33, "Bicyclist", True, (255, 0, 0)),
+        (34, "Motorcyclist", True, (255, 0, 100)),
+        (35, "Other Rider", True, (255, 0, 200)),
+        (36, "Lane Marking - Dashed Line", False, (255, 255, 255)),
+        (37, "Lane Marking - Straight Line", False, (255, 255, 255)),
+        (38, "Lane Marking - Zigzag Line", False, (250, 170, 29)),
+        (40, "Lane Marking - Arrow (Left)", True, (250, 170, 26)),
+        (41, "Lane Marking - Arrow (Other)", True, (250, 170, 25)),
+        (42, "Lane Marking - Arrow (Right)", True, (250, 170, 24)),
+        (43, "Lane Marking - Arrow (Split Left or Straight)", True, (250, 170, 22)),
+        (44, "Lane Marking - Arrow (Split Right or Straight)", True, (250, 170, 21)),
+        (45, "Lane Marking - Arrow (Straight)", True, (250, 170, 20)),
+        (46, "Lane Marking - Crosswalk", True, (255, 255, 255)),
+        (47, "Lane Marking - Give Way (Row)", True, (250, 170, 19)),
+        (48, "Lane Marking - Give Way (Single)", True, (250, 170, 18)),
+        (49, "Lane Marking - Hatched (Chevron)", False, (250, 170, 12)),
+        (50, "Lane Marking - Hatched (Diagonal)", False, (250, 170, 11)),
+        (51, "Lane Marking - Other", True, (255, 255, 255)),
+        (52, "Lane Marking - Stop Line", True, (255, 255, 255)),
+        (53, "Lane Marking - Symbol (Bicycle)", True, (250, 170, 16)),
+        (54, "Lane Marking - Symbol (Other)", True, (250, 170, 15)),
+        (55, "Lane Marking - Text", True, (250, 170, 15)),
+        (56, "Lane Marking (only) - Dashed Line", False, (255, 255, 255)),
+        (57, "Lane Marking (only) - Crosswalk", False, (255, 255, 255)),
+        (58, "Lane Marking (only) - Other", False, (255, 255, 255)),
+        (59, "Lane Marking (only) - Test", False, (255, 255, 255)),
+        (60, "Mountain", False, (64, 170, 64)),
+        (61, "Sand", False, (230, 160, 50)),
+        (62, "Sky", False, (70, 130, 180)),
+        (63, "Snow", False, (190, 255, 255)),
+        (64, "Terrain", False, (152, 251, 152)),
+        (65, "Vegetation", False, (107, 142, 35)),
+        (66, "Water", False, (0, 170, 30)),
+        (67, "Banner", True, (255, 255, 128)),
+        (68, "Bench", True, (250, 0, 30)),
+        (69, "Bike Rack", True, (100, 140, 180)),
+        (70, "Catch Basin", True, (220, 128, 128)),
+        (71, "CCTV Camera", True, (222, 40, 40)),
+        (72, "Fire Hydrant", True, (100, 170, 30)),
+        (73, "Junction Box", True, (40, 40, 40)),
+        (74, "Mailbox", True, (33, 33, 33)),
+        (75, "Manhole", True, (100, 128, 160)),
+        (76, "Parking Meter", True, (20, 20, 255)),
+        (77, "Phone Booth", True, (142, 0, 0)),
+        (78, "Pothole", False, (70, 100, 150)),
+        (79, "Signage - Advertisement", True, (250, 171, 30)),
+        (81, "Signage - Back", True, (250, 173, 30)),
+        (82, "Signage - Information", True, (250, 174, 30)),
+        (83, "Signage - Other", True, (250, 175, 30)),
+        (84, "Signage - Store", True, (250, 176, 30)),
+        (85, "Street Light", True, (210, 170, 100)),
+        (86, "Pole", True, (153, 153, 153)),
+        (88, "Traffic Sign Frame", True, (128, 128, 128)),
+        (89, "Utility Pole", True, (0, 0, 80)),
+        (90, "Traffic Cone", True, (210, 60, 60)),
+        (91, "Traffic Light - General (Single)", True, (250, 170, 30)),
+        (92, "Traffic Light - Pedestrians", True, (250, 170, 30)),
+        (93, "Traffic Light - General (Upright)", True, (250, 170, 30)),
+        (94, "Traffic Light - General (Horizontal)", True, (250, 170, 30)),
+        (95, "Traffic Light - Cyclists", True, (250, 170, 30)),
+        (96, "Traffic Light - Other", True, (250, 170, 30)),
+        (98, "Traffic Sign (Back)", True, (192, 192, 192)),
+        (99, "Traffic Sign - Direction (Back)", True, (192, 192, 192)),
+        (100, "Traffic Sign - Direction (Front)", True, (220, 220, 0)),
+        (101, "Traffic Sign (Front)", True, (220, 220, 0)),
+        (102, "Traffic Sign - Parking", True, (0, 0, 196)),
+        (103, "Traffic Sign - Temporary (Back)", True, (192, 192, 192)),
+        (104, "Traffic Sign - Temporary (Front)", True, (220, 220, 0)),
+        (105, "Trash Can", True, (140, 140, 20)),
+        (106, "Bicycle", True, (119, 11, 32)),
+        (107, "Boat", True, (150, 0, 255)),
+        (108, "Bus", True, (0, 60, 100)),
+        (109, "Car", True, (0, 0, 142)),
+        (110, "Caravan", True, (0, 0, 90)),
+        (111, "Motorcycle", True, (0, 0, 230)),
+        (112, "On Rails", True, (0, 80, 100)),
+        (113, "Other Vehicle", True, (128, 64, 64)),
+        (114, "Trailer", True, (0, 0, 110)),
+        (115, "Truck", True, (0, 0, 70)),
+        (117, "Wheeled Slow", True, (0, 0, 192)),
+        (118, "Water Valve", True, (170, 170, 170)),
+        (119, "Car Mount", False, (32, 32, 32)),
+        (120, "Dynamic", False, (111, 74, 0)),
+        (121, "Ego Vehicle", False, (120, 10, 10)),
+        (122, "Ground", False, (81, 0, 81)),
+        (123, "Static", False, (111, 111, 0)),
+)
+
 # ADE20K SceneParsing's 150 classes in the order of objectInfo150 (first name of
 # each entry): (name, is thing, color). Thing flags follow the ADE20K panoptic
 # benchmark (detectron2 / Mask2Former metadata, 100 things). As for COCO, class
 # id = position + 1 = the value of the SceneParsing label PNGs, and class 0 is
 # void ("other"), also the ignore label. Source id = position, the category id
-# of the panoptic JSON made by detectron2's prepare_ade20k_pan_seg.py; void has
+# of the panoptic JSON made by Mask2Former's prepare_ade20k_pan_seg.py; void has
 # no category there and gets -1.
 _ADE20K = (
         ("wall", False, (120, 120, 120)),
@@ -512,6 +639,18 @@ def _mapillary_vistas() -> DatasetInfo:
             source_ids=tuple(range(1, len(_MAPILLARY_VISTAS) + 1)))
 
 
+def _mapillary_vistas_v2() -> DatasetInfo:
+    return DatasetInfo(
+            name="mapillary_vistas_v2",
+            class_names=tuple(c[1] for c in _MAPILLARY_VISTAS_V2),
+            colors=tuple(c[3] for c in _MAPILLARY_VISTAS_V2),
+            thing_ids=tuple(i for i, c in enumerate(_MAPILLARY_VISTAS_V2) if c[2]),
+            ignore_label=255,
+            label_divisor=1000,
+            stuff_area_limit=4096,
+            source_ids=tuple(c[0] for c in _MAPILLARY_VISTAS_V2))
+
+
 def _ade20k() -> DatasetInfo:
     return DatasetInfo(
             name="ade20k",
@@ -538,12 +677,14 @@ def _synthetic() -> DatasetInfo:
 
 _REGISTRY: Dict[str, DatasetInfo] = {
         info.name: info for info in (_cityscapes(), _coco(), _mapillary_vistas(),
-                                     _ade20k(), _synthetic())
+                                     _mapillary_vistas_v2(), _ade20k(), _synthetic())
 }
 
 
 class UnknownDatasetError(KeyError):
-    """A dataset name that is not registered."""
+    """A dataset that cannot be resolved: a name that is not registered (or,
+    as its subclass DatasetDescriptorError, an unreadable or invalid .json
+    descriptor)."""
 
     def __str__(self):  # the message, without KeyError's quotes
         return str(self.args[0])
@@ -555,7 +696,8 @@ def get_dataset_info(name: str) -> DatasetInfo:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise UnknownDatasetError(f"Unknown dataset {name!r}; known datasets: "
-                                  f"{', '.join(sorted(_REGISTRY))}.") from None
+                                  f"{', '.join(sorted(_REGISTRY))}, or the path of a .json "
+                                  "dataset descriptor (README: Your own dataset).") from None
 
 
 def dataset_names() -> Tuple[str, ...]:
@@ -602,9 +744,16 @@ def dataset_from_dict(values: Dict, source: str = "the descriptor") -> DatasetIn
 
 
 def resolve_dataset(dataset) -> DatasetInfo:
-    """A DatasetInfo given as itself or as a registered name."""
+    """A DatasetInfo given as itself, a registered name or the path of a .json
+    descriptor (deeplab2.data.custom_dataset): what every `dataset` argument,
+    flag and Gin binding accepts."""
     if isinstance(dataset, DatasetInfo):
         return dataset
+    if isinstance(dataset, str) and dataset.lower().endswith(".json"):
+        from deeplab2.data.custom_dataset import load_dataset_descriptor  # imports this
+
+        return load_dataset_descriptor(dataset)
     if isinstance(dataset, str):
         return get_dataset_info(dataset)
-    raise TypeError(f"dataset must be a DatasetInfo or a dataset name, got {dataset!r}.")
+    raise TypeError(f"dataset must be a DatasetInfo, a dataset name or the path of a .json "
+                    f"descriptor, got {dataset!r}.")

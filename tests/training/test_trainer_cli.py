@@ -51,7 +51,8 @@ def test_an_unknown_dataset_fails_with_one_line(tmp_path, tiny_records):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "error: Unknown dataset 'nope'; known datasets: ade20k, cityscapes, coco, "
-        "mapillary_vistas, synthetic. (in build_model)")
+        "mapillary_vistas, mapillary_vistas_v2, synthetic, or the path of a .json dataset "
+        "descriptor (README: Your own dataset). (in build_model)")
 
 
 def _variables(model_dir):

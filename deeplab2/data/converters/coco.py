@@ -1,7 +1,8 @@
 """COCO panoptic format (JSON + RGB PNGs) -> TFRecords.
 
-Serves COCO panoptic and the Cityscapes panoptic JSON that cityscapesScripts'
-createPanopticImgs writes with train ids. PNG pixel id = R + 256*G + 256^2*B,
+Serves COCO panoptic, the Cityscapes panoptic JSON that cityscapesScripts'
+createPanopticImgs writes with train ids, and the ADE20K panoptic JSON of
+Mask2Former's prepare_ade20k_pan_seg.py. PNG pixel id = R + 256*G + 256^2*B,
 0 = void (ignore); `segments_info` gives each id's category and crowd flag.
 Category ids become class ids of the chosen descriptor; thing instances are
 renumbered 1..n per class in the order of `segments_info`; crowd and stuff
@@ -11,19 +12,20 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from deeplab2.data.converters.common import (ConversionError, ExampleStats, check_same_size,
-                                             read_image, read_label_png, serialize)
+from deeplab2.data.converters.common import (ConversionError, ExampleStats, PanopticExample,
+                                             check_same_size, read_image, read_label_png,
+                                             serialize)
 from deeplab2.data.converters.writer import write_split
-from deeplab2.data.dataset_info import DatasetInfo, get_dataset_info
+from deeplab2.data.dataset_info import DatasetInfo, dataset_names, resolve_dataset
 from deeplab2.utils.paths import path_inside
 
-DATASETS = ("coco", "cityscapes")
+DATASETS = ("coco", "cityscapes", "ade20k")
 # Words of panoptic JSON file names that say nothing about the split.
-_NON_SPLIT_WORDS = ("coco", "cityscapes", "panoptic", "trainid")
+_NON_SPLIT_WORDS = ("coco", "cityscapes", "ade20k", "panoptic", "trainid")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,20 +40,21 @@ class CocoItem:
 def category_to_class(info: DatasetInfo) -> Dict[int, int]:
     """Class id of each category id found in the dataset's panoptic JSON.
 
-    COCO JSONs use COCO category ids (the descriptor's source ids); the Cityscapes
-    panoptic JSON is written with train ids, which are the class ids.
+    COCO and ADE20K JSONs use their category ids (the descriptor's source ids; ADE20K's
+    are 0..149), as do datasets of a .json descriptor (its classes' "id"); the
+    Cityscapes panoptic JSON is written with train ids, which are the class ids.
     """
     if info.name == "cityscapes":
         return {c: c for c in range(info.num_classes)}
-    if info.name == "coco":
+    if info.name in ("coco", "ade20k") or info.name not in dataset_names():
         return {s: c for c, s in enumerate(info.source_ids) if c != info.ignore_label}
     raise ValueError(f"No COCO panoptic category mapping for dataset {info.name!r}; "
-                     f"expected one of {DATASETS}.")
+                     f"expected one of {DATASETS} or a .json dataset descriptor.")
 
 
 def default_split_name(panoptic_json: str) -> str:
     """Split name from a JSON file name: panoptic_val2017.json -> "val2017",
-    cityscapes_panoptic_val_trainId.json -> "val"."""
+    cityscapes_panoptic_val_trainId.json and ade20k_panoptic_val.json -> "val"."""
     stem = os.path.splitext(os.path.basename(panoptic_json))[0]
     words = [w for w in stem.split("_") if w.lower() not in _NON_SPLIT_WORDS]
     return "_".join(words) or stem
@@ -92,17 +95,28 @@ def _repeated(values) -> List:
     return repeated
 
 
+def read_panoptic_json(panoptic_json: str) -> Dict[str, Any]:
+    """The parsed panoptic JSON; an unreadable file is a ConversionError naming it."""
+    try:
+        with open(panoptic_json) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConversionError(f"cannot read panoptic JSON {panoptic_json}: {e}") from None
+
+
 def list_coco(panoptic_json: str, panoptic_dir: str, image_dir: str) -> List[CocoItem]:
-    """One item per annotation of the JSON, in file order, with existing files.
+    """One item per annotation of the JSON, in file order, with existing files."""
+    return coco_items(read_panoptic_json(panoptic_json), panoptic_json, panoptic_dir,
+                      image_dir)
+
+
+def coco_items(data: Dict[str, Any], panoptic_json: str, panoptic_dir: str,
+               image_dir: str) -> List[CocoItem]:
+    """list_coco on the already parsed `data` of the file `panoptic_json`.
 
     Image ids must be unique among `images` and among `annotations`, and every
     annotation needs its image; file names must stay inside their folders.
     """
-    try:
-        with open(panoptic_json) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ConversionError(f"cannot read panoptic JSON {panoptic_json}: {e}") from None
     try:
         images = [(image["id"], image["file_name"]) for image in data["images"]]
         annotations = [(a["image_id"], a["file_name"], _segments(a, panoptic_json))
@@ -142,9 +156,9 @@ def list_coco(panoptic_json: str, panoptic_dir: str, image_dir: str) -> List[Coc
     return items
 
 
-def _table(item: CocoItem, info: DatasetInfo) -> Tuple[List[int], List[int]]:
+def _table(item: CocoItem, info: DatasetInfo,
+           categories: Dict[int, int]) -> Tuple[List[int], List[int]]:
     """Panoptic id and crowd flag of each segment, in segments_info order."""
-    categories = category_to_class(info)
     ids, crowd = [], []
     instances: Dict[int, int] = {}
     for segment_id, category_id, is_crowd in item.segments:
@@ -166,9 +180,18 @@ def _table(item: CocoItem, info: DatasetInfo) -> Tuple[List[int], List[int]]:
     return ids, crowd
 
 
-def convert_item(item: CocoItem, dataset: str) -> Tuple[bytes, ExampleStats]:
+def convert_item(item: CocoItem, info: DatasetInfo) -> Tuple[bytes, ExampleStats]:
     """Reads, checks and serializes one annotated image."""
-    info = get_dataset_info(dataset)
+    example = read_panoptic_example(item, info, category_to_class(info))
+    return serialize(*example, item.image_id, os.path.basename(item.image_path),
+                     info.ignore_panoptic_id)
+
+
+def read_panoptic_example(item: CocoItem, info: DatasetInfo,
+                          categories: Dict[int, int]) -> PanopticExample:
+    """Reads and checks one annotated image; `categories` gives the class id of
+    each category id. Table entry i is segments_info[i]; void pixels, if any,
+    get one more entry, the ignore id, at the end."""
     image = read_image(item.image_path)
     rgb = read_label_png(item.panoptic_path)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -191,29 +214,30 @@ def convert_item(item: CocoItem, dataset: str) -> Tuple[bytes, ExampleStats]:
     if absent:
         raise ConversionError(f"{item.panoptic_path}: segment id {absent[0]} of "
                               f"segments_info (image {item.image_id}) is absent from the PNG")
-    ids, crowd = _table(item, info)
+    ids, crowd = _table(item, info, categories)
     if 0 in values and 0 not in index:  # void pixels: one ignore entry at the end
         index[0] = len(ids)
         ids.append(info.ignore_panoptic_id)
         crowd.append(0)
     lut = np.array([index[v] for v in values.tolist()], np.int64)
     segment_map = lut[inverse].reshape(pixel_ids.shape)
-    return serialize(image, segment_map, ids, crowd, item.image_id,
-                     os.path.basename(item.image_path), info.ignore_panoptic_id)
+    return PanopticExample(image, segment_map, ids, crowd)
 
 
 def convert_coco(panoptic_json: str, panoptic_dir: str, image_dir: str, output_dir: str,
-                 dataset: str = "coco", split: Optional[str] = None,
+                 dataset: Union[str, DatasetInfo] = "coco", split: Optional[str] = None,
                  num_shards: Optional[int] = None, num_workers: Optional[int] = None,
                  shard_bytes: Optional[int] = None) -> Dict[str, Any]:
     """Converts every annotated image of a panoptic JSON; returns the split summary.
 
-    `split` defaults to default_split_name(panoptic_json). Shards are sized by
-    bytes unless `num_shards` is given (see write_split).
+    `dataset` is a name, a .json descriptor's path or a DatasetInfo (see
+    resolve_dataset). `split` defaults to default_split_name(panoptic_json).
+    Shards are sized by bytes unless `num_shards` is given (see write_split).
     """
-    category_to_class(get_dataset_info(dataset))  # fail fast on an unsupported dataset
+    info = resolve_dataset(dataset)
+    category_to_class(info)  # fail fast on an unsupported dataset
     items = list_coco(panoptic_json, panoptic_dir, image_dir)
-    return write_split(items, functools.partial(convert_item, dataset=dataset), output_dir,
-                       split or default_split_name(panoptic_json), dataset,
+    return write_split(items, functools.partial(convert_item, info=info), output_dir,
+                       split or default_split_name(panoptic_json), info.name,
                        num_shards=num_shards, num_workers=num_workers,
                        shard_bytes=shard_bytes)

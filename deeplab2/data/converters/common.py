@@ -1,7 +1,7 @@
 """What every converter needs: its error type and checked readers of source files."""
 import dataclasses
 import io
-from typing import NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -23,6 +23,15 @@ class SourceImage:
     format: str  # "png" or "jpeg"
     height: int
     width: int
+
+
+class PanopticExample(NamedTuple):
+    """An image and its label before serialization: a map of indices into a
+    table of segments, as deeplab2.data.tfrecord stores it."""
+    image: SourceImage
+    segment_map: np.ndarray  # HxW; each pixel indexes the table
+    segment_ids: List[int]  # panoptic id of each table entry
+    segment_is_crowd: List[int]  # 0/1 per entry
 
 
 class ExampleStats(NamedTuple):
