@@ -30,7 +30,9 @@ setuptools.setup(
     extras_require={
         "cpu": [f"tensorflow-cpu=={TENSORFLOW_VERSION}"],
         "gpu": [f"tensorflow[and-cuda]=={TENSORFLOW_VERSION}"],
-        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "hotcoco==1.3.0"],
+        # cityscapesscripts: the official Cityscapes evaluations the tests compare with.
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "hotcoco==1.3.0",
+                 "cityscapesscripts==2.3.0"],
     },
     entry_points={
         "console_scripts": [

@@ -12,6 +12,10 @@ Example, TFRecords:
   # COCO: /tmp/pred/panoptic_val.json + panoptic_val/ (panopticapi pq_compute)
   # Cityscapes: /tmp/pred/cityscapes_panoptic_val.json + cityscapes_panoptic_val/
   #   (CITYSCAPES_RESULTS=/tmp/pred csEvalPanopticSemanticLabeling)
+  # --format=cityscapes_instance,cityscapes_semantic: /tmp/pred/cityscapes_instance_val/
+  #   (CITYSCAPES_RESULTS=/tmp/pred/cityscapes_instance_val
+  #   csEvalInstanceLevelSemanticLabeling) and /tmp/pred/cityscapes_semantic_val/
+  #   (csEvalPixelLevelSemanticLabeling likewise)
 
 Example, photos (files, folders of .jpg/.jpeg/.png, globs; upright per EXIF):
   python scripts/predict.py --model_dir=runs/cityscapes \\
@@ -25,7 +29,7 @@ import sys
 
 from absl import app, flags
 
-from deeplab2.evaluation.prediction_writer import FORMATS
+from deeplab2.evaluation.prediction_writer import FORMATS, PANOPTIC_FORMATS
 from deeplab2.inference.cli import define_model_flags, load_predictor_from_flags
 from deeplab2.utils.console import configure_logging
 
@@ -40,7 +44,8 @@ _DATASET = flags.DEFINE_string("dataset", None, "The --saved_model's dataset, if
                                "descriptor or the model directory it was exported from.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the predictions.",
                                   required=True)
-_FORMAT = flags.DEFINE_enum("format", "coco", FORMATS + ("both",), "Output format(s).")
+_FORMAT = flags.DEFINE_list("format", ["coco"], f"Output formats, comma-separated: "
+                            f"{', '.join(FORMATS)}, or both (coco,cityscapes).")
 _SPLIT = flags.DEFINE_string("split_name", "val", "Split name in the output file names.")
 _CROP = flags.DEFINE_list("crop_size", None, "Height,width every image is padded to "
                           "(k * output_stride + 1, at least the largest image); default: "
@@ -60,6 +65,9 @@ _MODEL_DIR_FLAGS = ("checkpoint", "scales", "flip", "shorter_side", "max_longer_
 def _flag_error():
     """What is wrong with the combination of flags, or None."""
     values = flags.FLAGS
+    if not values.format or not set(values.format) <= set(FORMATS + ("both",)):
+        return (f"--format={','.join(values.format)}: give comma-separated formats of "
+                f"{', '.join(FORMATS)} (both: coco,cityscapes).")
     if (values.images is None) == (values.file_pattern is None):
         return "give exactly one of --images and --file_pattern."
     if (values.model_dir is None) == (values.saved_model is None):
@@ -80,7 +88,10 @@ def _flag_error():
 
 
 def _formats():
-    return FORMATS if _FORMAT.value == "both" else (_FORMAT.value,)
+    """The --format formats, "both" standing for the two panoptic ones."""
+    names = [n for name in _FORMAT.value
+             for n in (PANOPTIC_FORMATS if name == "both" else (name,))]
+    return tuple(dict.fromkeys(names))
 
 
 def _predict_records():
@@ -201,6 +212,7 @@ def _predict_photos():
     import numpy as np
 
     from deeplab2 import common
+    from deeplab2.evaluation.dataset_evaluation import instance_scores
     from deeplab2.evaluation.prediction_writer import PredictionWriter
     from deeplab2.inference.photos import (UnreadablePhotoError, find_photos, output_names,
                                            read_photo)
@@ -225,9 +237,12 @@ def _predict_photos():
             clear = "\r\x1b[K" if sys.stderr.isatty() else ""  # the progress line
             print(f"{clear}skipped {path}: {error}", file=sys.stderr, flush=True)
         else:
-            panoptic = np.asarray(predict(photo)[common.PANOPTIC])
+            predictions = {k: np.asarray(v)[None] for k, v in predict(photo).items()}
+            panoptic = predictions[common.PANOPTIC][0]
+            scores = (instance_scores(predictions, 0, info.ignore_panoptic_id)
+                      if common.INSTANCE_SCORES in predictions else None)
             try:
-                writer.add(name, panoptic)
+                writer.add(name, panoptic, scores)
             except ValueError as error:  # a --dataset that is not the model's
                 sys.exit(f"error: {error}")
             save_png(os.path.join(overlay_dir, name + ".png"),

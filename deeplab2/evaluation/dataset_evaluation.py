@@ -1,5 +1,8 @@
 """Scores predictions over a split: PQ / PQ-dagger / mIoU, mask and box AP, pictures.
 
+On Cityscapes, AP and AP50 are the official Cityscapes numbers (cityscapes_ap),
+as the papers report them, and COCO mask AP is coco_AP, coco_AP50, coco_AP75.
+
 `SplitMetrics` turns each image into a small record (its PQ statistics, its
 masks run-length encoded for AP, its boxes when the model predicts them) and
 adds the records in the order of the images' positions in the split, however
@@ -20,6 +23,7 @@ import numpy as np
 
 from deeplab2 import common
 from deeplab2.data.dataset_info import DatasetInfo
+from deeplab2.evaluation import cityscapes_ap
 from deeplab2.evaluation.evaluator import merge_results
 from deeplab2.evaluation.instance_ap import (BoxAP, MaskAP, encode_panoptic,
                                              encode_panoptic_boxes)
@@ -84,6 +88,7 @@ class SplitMetrics:
     def __init__(self, info: DatasetInfo, compute_ap: bool = True):
         self.info = info
         self.compute_ap = compute_ap
+        self.cityscapes_ap = compute_ap and info.name == "cityscapes"
         self._categories = tuple(dataset_categories(info))
         args = (info.label_divisor, info.ignore_label, info.num_classes, info.thing_ids)
         self._describe_gt = panoptic_describer(*args, groundtruth=True)
@@ -107,6 +112,9 @@ class SplitMetrics:
         self._confusion += overlaps.semantic_confusion(num_classes)
         if self.compute_ap:
             record["ap"] = encode_panoptic(gt, pred, scores or {}, self.info)
+            if self.cityscapes_ap:
+                record["cityscapes_ap"] = cityscapes_ap.encode_overlaps(
+                    overlaps, scores or {}, self.info)
             if boxes is not None:
                 record["box_ap"] = encode_panoptic_boxes(gt, pred, scores or {}, boxes,
                                                          self.info)
@@ -132,8 +140,9 @@ class SplitMetrics:
 
     def result(self) -> Dict:
         """The result dict of PanopticEvaluator (groups, pq_dagger, miou,
-        per_class, num_images) plus AP, AP50, AP75 when computing AP, and
-        box_AP, box_AP50, box_AP75 when the images were scored with boxes."""
+        per_class, num_images) plus AP, AP50, AP75 when computing AP (on
+        Cityscapes: see `cityscapes_ap.report_as_cityscapes`), and box_AP,
+        box_AP50, box_AP75 when the images were scored with boxes."""
         num_classes = len(self._categories)
         pq = PanopticQuality(self._categories)
         confusion = ConfusionMatrix(num_classes, [c.key for c in self._categories],
@@ -145,6 +154,8 @@ class SplitMetrics:
             raise ValueError(f"box AP needs boxes for every image; {with_boxes} of "
                              f"{len(self._records)} images were scored with boxes.")
         box_ap = BoxAP(self.info.thing_ids) if with_boxes else None
+        official_ap = (cityscapes_ap.CityscapesAP(self.info.thing_ids)
+                       if self.cityscapes_ap else None)
         for index in sorted(self._records):
             record = self._records[index]
             pq.add(_dense_stats(record["pq"], num_classes))
@@ -152,9 +163,13 @@ class SplitMetrics:
                 mask_ap.add_entry(record["ap"])
             if box_ap is not None:
                 box_ap.add_entry(record["box_ap"])
+            if official_ap is not None:
+                official_ap.add_entry(record["cityscapes_ap"])
         result = merge_results(pq.result(), confusion.result(), len(self._records))
         if mask_ap is not None:
             result.update(mask_ap.result())
+        if official_ap is not None:
+            cityscapes_ap.report_as_cityscapes(result, official_ap.result())
         if box_ap is not None:
             result.update(box_ap.result())
         return result

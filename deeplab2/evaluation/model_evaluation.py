@@ -45,7 +45,8 @@ class Evaluator:
         timeout: continuous_eval gives up after so many seconds without a new
             checkpoint.
         compute_ap: also compute COCO mask AP of the thing instances (and box
-            AP when the model predicts boxes).
+            AP when the model predicts boxes; on Cityscapes, AP and AP50 are
+            the official Cityscapes ones, COCO's are coco_AP...).
     """
 
     def __init__(self, file_pattern: str = gin.REQUIRED, *, batch_size: int = 1,
@@ -141,7 +142,15 @@ def _local(strategy: tf.distribute.Strategy, values: Dict) -> list:
 def _print(result: Dict) -> None:
     print(f"Evaluation at step {result['step']} ({result['num_images']} images):\n"
           f"{format_table(result)}", flush=True)
-    if result.get("AP") is not None:
+    if "coco_AP" in result:  # Cityscapes: AP and AP50 are the official Cityscapes ones
+        if result["AP"] is not None:
+            print(f"Cityscapes AP {100 * result['AP']:.2f}  AP50 {100 * result['AP50']:.2f}",
+                  flush=True)
+        if result["coco_AP"] is not None:
+            print(f"COCO mask AP {100 * result['coco_AP']:.2f}  AP50 "
+                  f"{100 * result['coco_AP50']:.2f}  AP75 {100 * result['coco_AP75']:.2f}",
+                  flush=True)
+    elif result.get("AP") is not None:
         print(f"mask AP {100 * result['AP']:.2f}  AP50 {100 * result['AP50']:.2f}  "
               f"AP75 {100 * result['AP75']:.2f}", flush=True)
     if result.get("box_AP") is not None:
@@ -156,6 +165,6 @@ def _write(result: Dict, output_dir: str, step: int) -> None:
         for group in ("All", "Things", "Stuff"):
             if result[group]["pq"] is not None:
                 tf.summary.scalar(f"PQ/{group}", result[group]["pq"])
-        for name in ("miou", "AP", "box_AP"):
+        for name in ("miou", "AP", "coco_AP", "box_AP"):
             if result.get(name) is not None:
                 tf.summary.scalar(name, result[name])

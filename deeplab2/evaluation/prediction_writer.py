@@ -14,12 +14,28 @@ label_divisor + instance`) becomes one segment whose id is that panoptic id + 1
 (so that class 0 stuff, panoptic id 0, is not void); void pixels get id 0. A
 segment's `category_id` is the dataset's original category id (`source_ids`),
 and `read_predictions` gives back the exact panoptic maps.
+
+Two per-image Cityscapes formats, each in its own folder (point
+CITYSCAPES_RESULTS at that folder):
+- cityscapes_instance (`evalInstanceLevelSemanticLabeling`):
+  `cityscapes_instance_<split>/<image_id>_pred.txt` with one line per thing
+  instance, `masks/<image_id>_<k>.png <label id> <score>` (the mask a binary
+  PNG beside the txt), so it needs the instance scores.
+- cityscapes_semantic (`evalPixelLevelSemanticLabeling`):
+  `cityscapes_semantic_<split>/<image_id>_pred_labelIds.png`, each pixel the
+  label id of its panoptic class (as the reported mIoU scores it), void 0.
+
+Every file is written to a temporary name and renamed, so a reader never sees
+a partial one.
 """
+import functools
 import json
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Union
+import tempfile
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Union
 
 import numpy as np
+from PIL import Image
 
 from deeplab2 import common
 from deeplab2.data.dataset_info import DatasetInfo
@@ -27,17 +43,88 @@ from deeplab2.evaluation import coco_format
 from deeplab2.utils.paths import UnsafePathError, path_inside
 from deeplab2.utils.progress import Progress
 
-FORMATS = ("coco", "cityscapes")
-_PREFIXES = {"coco": "panoptic", "cityscapes": "cityscapes_panoptic"}
-_SUFFIXES = {"coco": ".png", "cityscapes": "_panoptic.png"}
+PANOPTIC_FORMATS = ("coco", "cityscapes")
+FORMATS = PANOPTIC_FORMATS + ("cityscapes_instance", "cityscapes_semantic")
+_PREFIXES = {"coco": "panoptic", "cityscapes": "cityscapes_panoptic",
+             "cityscapes_instance": "cityscapes_instance",
+             "cityscapes_semantic": "cityscapes_semantic"}
+_SUFFIXES = {"coco": ".png", "cityscapes": "_panoptic.png",
+             "cityscapes_instance": "_pred.txt", "cityscapes_semantic": "_pred_labelIds.png"}
+VOID_LABEL_ID = 0  # Cityscapes' "unlabeled"
 
 
 def output_paths(output_dir: str, fmt: str, split: str = "val"):
-    """(JSON path, PNG folder) of format `fmt` in `output_dir`."""
+    """(JSON path, folder) of format `fmt` in `output_dir`; the JSON path is
+    None for the per-image formats."""
     if fmt not in FORMATS:
         raise ValueError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     stem = os.path.join(output_dir, f"{_PREFIXES[fmt]}_{split}")
-    return stem + ".json", stem
+    return (stem + ".json" if fmt in PANOPTIC_FORMATS else None), stem
+
+
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
+    """Calls `write` on a temporary file beside `path`, then renames it to `path`."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".incomplete-",
+                                         suffix=os.path.splitext(path)[1], dir=directory)
+    os.close(handle)
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_instance_txt(txt_path: str, masks: Iterable[np.ndarray], label_ids: Iterable[int],
+                       scores: Iterable[float]) -> None:
+    """Writes one image's instances in cityscapesScripts' instance format: the
+    txt at `txt_path`, the HxW masks as `masks/<txt name>_<k>.png` beside it."""
+    stem = os.path.basename(txt_path)[:-len(_SUFFIXES["cityscapes_instance"])]
+    lines = []
+    for k, (mask, label_id, score) in enumerate(zip(masks, label_ids, scores)):
+        name = f"masks/{stem}_{k}.png"
+        image = Image.fromarray(np.asarray(mask, np.uint8) * 255)
+        write_atomically(os.path.join(os.path.dirname(txt_path), name),
+                         functools.partial(image.save, format="PNG"))
+        lines.append(f"{name} {int(label_id)} {float(score)!r}\n")
+    write_atomically(txt_path, functools.partial(_write_text, "".join(lines)))
+
+
+def _write_text(text: str, path: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def label_id_map(panoptic: np.ndarray, info: DatasetInfo) -> np.ndarray:
+    """HxW uint8 label ids (`source_ids`) of a panoptic map's classes, void 0."""
+    classes = np.asarray(panoptic, np.int64) // info.label_divisor
+    lookup = np.full(max(info.num_classes, info.ignore_label + 1), VOID_LABEL_ID, np.int64)
+    lookup[:info.num_classes] = info.source_ids
+    lookup[info.ignore_label] = VOID_LABEL_ID
+    if lookup.min() < 0 or lookup.max() > 255:
+        raise ValueError(f"dataset {info.name!r} has label ids outside 0..255; the "
+                         "cityscapes_semantic format stores them in 8 bits.")
+    return lookup[classes].astype(np.uint8)
+
+
+def _thing_instances(panoptic: np.ndarray, info: DatasetInfo, scores: Mapping[int, float],
+                     image_id: str):
+    """(HxW masks, label ids, scores) of the thing instances of a map, the
+    masks made one at a time."""
+    ids = np.unique(panoptic)
+    divisor = info.label_divisor
+    ids = ids[np.isin(ids // divisor, info.thing_ids) & (ids % divisor > 0)]
+    missing = [int(i) for i in ids if int(i) not in scores]
+    if missing:
+        raise ValueError(f"Image {image_id}: no score for instance {missing[0]} (the "
+                         "cityscapes_instance format needs instance scores).")
+    return ((panoptic == i for i in ids),
+            [info.source_ids[i // divisor] for i in ids],
+            [scores[int(i)] for i in ids])
 
 
 def json_image_id(image_id: str) -> Union[int, str]:
@@ -86,38 +173,55 @@ class PredictionWriter:
         self.paths = {fmt: output_paths(output_dir, fmt, split) for fmt in formats}
         if not self.paths:
             raise ValueError("Give at least one format.")
-        for _, png_dir in self.paths.values():
-            os.makedirs(png_dir, exist_ok=True)
+        for _, folder in self.paths.values():
+            os.makedirs(folder, exist_ok=True)
         self.annotations: Dict[str, List[Dict]] = {fmt: [] for fmt in self.paths}
         self.image_ids = set()
 
-    def add(self, image_id: str, panoptic: np.ndarray) -> None:
-        """Writes the PNGs of one HxW `class * label_divisor + instance` map."""
+    def add(self, image_id: str, panoptic: np.ndarray,
+            scores: Optional[Mapping[int, float]] = None) -> None:
+        """Writes the files of one HxW `class * label_divisor + instance` map;
+        cityscapes_instance takes each thing instance's score from `scores`
+        (by panoptic id)."""
         if image_id in self.image_ids:
             raise ValueError(f"Image {image_id} was already written.")
         # Checked before anything is written.
-        stems = {fmt: path_inside(png_dir, image_id, "image id")
-                 for fmt, (_, png_dir) in self.paths.items()}
-        self.image_ids.add(image_id)
+        stems = {fmt: path_inside(folder, image_id, "image id")
+                 for fmt, (_, folder) in self.paths.items()}
+        if "cityscapes_instance" in stems and len(image_id.split()) != 1:
+            raise ValueError(f"Image id {image_id!r} has white space, which the "
+                             "cityscapes_instance txt lines cannot hold.")
         check_panoptic(panoptic, self.info, image_id)
-        ids, segments = panoptic_segments(panoptic, self.info)
+        panoptic = np.asarray(panoptic, np.int64)
+        if "cityscapes_instance" in stems:
+            instances = _thing_instances(panoptic, self.info, scores or {}, image_id)
+        self.image_ids.add(image_id)
+        if any(fmt in PANOPTIC_FORMATS for fmt in stems):
+            ids, segments = panoptic_segments(panoptic, self.info)
         for fmt, stem in stems.items():
-            file_name = image_id + _SUFFIXES[fmt]
             path = stem + _SUFFIXES[fmt]
-            os.makedirs(os.path.dirname(path), exist_ok=True)  # ids may hold subfolders
-            coco_format.write_panoptic_png(path, ids)
-            self.annotations[fmt].append({"image_id": json_image_id(image_id),
-                                          "file_name": file_name,
-                                          "segments_info": segments})
+            if fmt == "cityscapes_instance":
+                write_instance_txt(path, *instances)
+            elif fmt == "cityscapes_semantic":
+                image = Image.fromarray(label_id_map(panoptic, self.info))
+                write_atomically(path, functools.partial(image.save, format="PNG"))
+            else:
+                write_atomically(path, functools.partial(coco_format.write_panoptic_png,
+                                                         ids=ids))
+                self.annotations[fmt].append({"image_id": json_image_id(image_id),
+                                              "file_name": image_id + _SUFFIXES[fmt],
+                                              "segments_info": segments})
 
     def close(self) -> Dict[str, str]:
-        """Writes the JSON files; returns {format: JSON path}."""
+        """Writes the JSON files; returns {format: its JSON path, or its folder
+        for the per-image formats}."""
         categories = coco_format.categories(self.info)
         for fmt, (json_path, _) in self.paths.items():
-            with open(json_path, "w") as f:
-                json.dump({"annotations": self.annotations[fmt],
-                           "categories": categories}, f)
-        return {fmt: json_path for fmt, (json_path, _) in self.paths.items()}
+            if json_path is not None:
+                write_atomically(json_path, functools.partial(
+                    _write_text, json.dumps({"annotations": self.annotations[fmt],
+                                             "categories": categories})))
+        return {fmt: json_path or folder for fmt, (json_path, folder) in self.paths.items()}
 
 
 def read_predictions(json_path: str, png_dir: str,
@@ -155,7 +259,7 @@ def predict_and_write(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
 
     Returns the number of images written.
     """
-    from deeplab2.evaluation.dataset_evaluation import render_prediction
+    from deeplab2.evaluation.dataset_evaluation import instance_scores, render_prediction
     from deeplab2.vis import save_png
 
     progress = Progress(None, desc="predict", unit="img")
@@ -173,7 +277,9 @@ def predict_and_write(predict: Callable[[Dict], Dict], batches: Iterable[Dict],
             width = int(batch[common.IMAGE_WIDTH][i])
             image_id = batch[common.IMAGE_ID][i]
             image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
-            writer.add(image_id, predictions[common.PANOPTIC][i, :height, :width])
+            scores = (instance_scores(predictions, i, writer.info.ignore_panoptic_id)
+                      if common.INSTANCE_SCORES in predictions else None)
+            writer.add(image_id, predictions[common.PANOPTIC][i, :height, :width], scores)
             if picture_dir and count < num_pictures:
                 save_png(path_inside(picture_dir, f"{count:05d}_{image_id}.png",
                                      f"image id {image_id!r}"),
