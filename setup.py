@@ -1,6 +1,7 @@
 """Installs the deeplab2 package with exactly one TensorFlow distribution.
 
-    pip install -e ".[cpu]"         # tensorflow-cpu (add ",test" for the test suite)
+    pip install -e ".[cpu]"         # tensorflow-cpu (add ",test" for the test suite,
+                                    # ",export" for TFLite and ONNX export)
     pip install -e ".[gpu]"         # tensorflow[and-cuda], for NVIDIA GPUs
     pip install -e .                # bring your own TensorFlow 2.21 (e.g. on a TPU VM)
 
@@ -9,6 +10,9 @@ The Gin configs ship inside the package (deeplab2/configs).
 import setuptools
 
 TENSORFLOW_VERSION = "2.21.0"
+# TFLite (run with LiteRT) and ONNX (converted by tf2onnx, run with ONNX Runtime) export.
+EXPORT_REQUIRES = ["ai-edge-litert==2.3.0", "tf2onnx==1.17.0", "onnx==1.23.2",
+                   "onnxruntime==1.32.0"]
 
 setuptools.setup(
     name="deeplab2",
@@ -30,9 +34,10 @@ setuptools.setup(
     extras_require={
         "cpu": [f"tensorflow-cpu=={TENSORFLOW_VERSION}"],
         "gpu": [f"tensorflow[and-cuda]=={TENSORFLOW_VERSION}"],
+        "export": EXPORT_REQUIRES,
         # cityscapesscripts: the official Cityscapes evaluations the tests compare with.
         "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "hotcoco==1.3.0",
-                 "cityscapesscripts==2.3.0"],
+                 "cityscapesscripts==2.3.0", *EXPORT_REQUIRES],
     },
     entry_points={
         "console_scripts": [

@@ -1,0 +1,191 @@
+"""Exports the network (deeplab2.export.network) as a TFLite flatbuffer for LiteRT.
+
+The file takes float32 images `[batch, height, width, 3]` in [0, 255] at the
+fixed input size (signature "serving_default", input `image`) and returns the
+raw outputs by name; the post-processing runs on the host
+(deeplab2.export.tflite_postprocess). Quantizations:
+
+- float32: the network as it is.
+- float16: weights stored as float16 (half the size), computed in float32.
+- int8: post-training quantization of the backbone's weights and activations,
+  calibrated on representative images (deeplab2.export.calibration); the
+  decoders and heads stay float (see `_quantize_backbone`), and so do the
+  inputs and outputs.
+
+Only TFLite builtin ops are allowed: the LiteRT interpreter has no TensorFlow
+(Select, "Flex") kernels, so a model with other ops (Panoptic FPN's RoI
+crops) is refused with the list of them. The file carries its
+`NetworkInfo` as TFLite metadata (`deeplab2.network_info`, JSON).
+"""
+import re
+import warnings
+from typing import Callable, Iterable, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab2.data.records import RecordFileError
+from deeplab2.export.files import write_file_atomically
+from deeplab2.export.network import (METADATA_KEY, ConversionError, NetworkFileError,
+                                     NetworkInfo, check_input_size, network_function,
+                                     output_shapes)
+from deeplab2.model.backbones import Backbone
+from deeplab2.model.meta import ModelConfig
+
+FORMAT = "tflite"
+SUFFIX = ".tflite"
+QUANTIZATIONS = ("float32", "float16", "int8")
+# The 4 bytes after the root offset of every TFLite flatbuffer.
+_FILE_IDENTIFIER = b"TFL3"
+
+
+def export_tflite(model: keras.Model, output_path: str, input_size: Sequence[int],
+                  quantization: str = "float32",
+                  calibration_images: Optional[Callable[[], Iterable[np.ndarray]]] = None,
+                  config: Optional[ModelConfig] = None) -> NetworkInfo:
+    """Converts `model`'s network at `input_size` and writes it to `output_path`
+    (whole or not at all, see deeplab2.export.files); returns its description.
+
+    Args:
+        model: a model built by deeplab2 (it carries `model.model_config`).
+        output_path: the .tflite file to write.
+        input_size: (height, width), a size the model takes.
+        quantization: one of QUANTIZATIONS.
+        calibration_images: for int8, a function returning an iterable of
+            float32 [1, height, width, 3] images (deeplab2.export.calibration).
+        config: the configuration the file carries for post-processing;
+            default the model's (a Predictor's has its post-processing overrides).
+    """
+    data, info = convert(model, input_size, quantization, calibration_images, config)
+    write_file_atomically(output_path, data)
+    return info
+
+
+def convert(model: keras.Model, input_size: Sequence[int], quantization: str = "float32",
+            calibration_images: Optional[Callable[[], Iterable[np.ndarray]]] = None,
+            config: Optional[ModelConfig] = None):
+    """(flatbuffer bytes with the `NetworkInfo` embedded, that info); the
+    arguments are `export_tflite`'s."""
+    config = config or model.model_config
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got "
+                         f"{quantization!r}.")
+    if quantization == "int8" and calibration_images is None:
+        raise ValueError("int8 quantization needs calibration images.")
+    input_size = check_input_size(config, input_size)
+    concrete = network_function(model, input_size).get_concrete_function()
+    # The converter saves the function with the variables of its trackable
+    # object; a Keras 3 model tracks none for tf.Module (its outputs would be
+    # computed from uninitialized variables), a module holding them does.
+    variables = tf.Module()
+    variables.tracked = [variable.value for variable in model.variables]
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        converter.representative_dataset = lambda: ([image] for image in calibration_images())
+    try:
+        data = (_quantize_backbone(converter, model) if quantization == "int8"
+                else converter.convert())
+    except RecordFileError:  # calibration records that do not read
+        raise
+    except Exception as error:  # the converter's errors have no public class
+        raise ConversionError(_conversion_failure(config, error)) from None
+    info = NetworkInfo(config, input_size, output_shapes(concrete),
+                       FORMAT, quantization)
+    return embed_info(data, info), info
+
+
+def _quantize_backbone(converter, model: keras.Model) -> bytes:
+    """The calibrated int8 model with only the backbone's ops quantized: the
+    ops after it (decoders, heads, which the post-processing thresholds and
+    groups) stay float. Quantizing those too cost 15 PQ points on the
+    synthetic split (README, Export); a model without a `Backbone` layer is
+    quantized whole. Selective quantization is the QuantizationDebugger's."""
+    with warnings.catch_warnings():  # it runs tf.lite.Interpreter, deprecated for LiteRT
+        warnings.simplefilter("ignore")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=converter.representative_dataset)
+    scopes = [re.compile(rf"(^|/){re.escape(layer.name)}(_\d+)?/")
+              for layer in model._flatten_layers(include_self=False, recursive=False)
+              if isinstance(layer, Backbone)]
+    if scopes:
+        outside = [name for name in _operator_outputs(debugger.calibrated_model)
+                   if not any(scope.search(name) for scope in scopes)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_nodes=outside)
+    return debugger.get_nondebug_quantized_model()
+
+
+def _operator_outputs(data: bytes) -> list:
+    """Names of the tensors the operators of a TFLite model's main graph
+    write (the quantizer's node names)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
+    return sorted({graph.Tensors(graph.Operators(i).Outputs(j)).Name().decode()
+                   for i in range(graph.OperatorsLength())
+                   for j in range(graph.Operators(i).OutputsLength())})
+
+
+def _conversion_failure(config, error: Exception) -> str:
+    """One line: which model failed to convert and why (its non-builtin ops)."""
+    text = str(error)
+    select_ops = re.search(r"TF Select ops: ([^\n]+)", text)
+    if select_ops:
+        return (f"the {config.meta_architecture} model does not convert to TFLite: its ops "
+                f"{select_ops.group(1).strip()} are no TFLite builtins, and the LiteRT "
+                "interpreter has no TensorFlow (Select) kernels to run them; export it as a "
+                "SavedModel or as ONNX instead.")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (f"the {config.meta_architecture} model does not convert to TFLite: "
+            f"{type(error).__name__}: {lines[0] if lines else ''}")
+
+
+def embed_info(data: bytes, info: NetworkInfo) -> bytes:
+    """The flatbuffer `data` with `info` added as metadata `METADATA_KEY`."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    model.buffers.append(schema.BufferT(data=np.frombuffer(info.to_json().encode(),
+                                                           np.uint8)))
+    model.metadata = (model.metadata or []) + [
+        schema.MetadataT(name=METADATA_KEY, buffer=len(model.buffers) - 1)]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def is_tflite(data: bytes) -> bool:
+    return data[4:8] == _FILE_IDENTIFIER
+
+
+def read_info(data: bytes, source: str) -> NetworkInfo:
+    """The `NetworkInfo` embedded in the TFLite flatbuffer `data` (of the file
+    `source`); NetworkFileError when it is none of this library's networks."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    if not is_tflite(data):
+        raise NetworkFileError(f"{source} is not a TFLite file.")
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        entries = [model.Metadata(i) for i in range(model.MetadataLength())]
+        for entry in entries:
+            if entry.Name() == METADATA_KEY.encode():
+                text = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode()
+                break
+        else:
+            text = None
+    except Exception as error:  # a truncated or corrupt flatbuffer
+        raise NetworkFileError(f"{source}: unreadable TFLite file ({type(error).__name__})"
+                               ) from None
+    if text is None:
+        raise NetworkFileError(
+            f"{source} is a TFLite model of another origin: it has no {METADATA_KEY} "
+            "metadata (export the model with scripts/export_model.py --format tflite).")
+    return NetworkInfo.from_json(text, source)

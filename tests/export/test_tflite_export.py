@@ -1,0 +1,247 @@
+"""TFLite export: a tiny random-weight Panoptic-DeepLab converted at float32, float16 and
+int8 (calibrated on synthetic records), run with the LiteRT interpreter, against the
+Keras model's raw outputs and the in-process predictions (which the SavedModel
+reproduces exactly, tests/export/test_saved_model.py); bad inputs and failures."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2 import common
+from deeplab2.data.records import RecordFileError
+from deeplab2.data.tfrecord import decode_example
+from deeplab2.export import calibration, tflite, tflite_postprocess
+from deeplab2.export.network import NetworkFileError
+from deeplab2.export.runtimes import open_network
+from deeplab2.inference import Predictor
+from deeplab2.model import build_model, model_dir
+from network_export_testing import INPUT_SIZE, tiny_model
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Largest error relative to each output's largest magnitude (issue 14).
+TOLERANCE = {"float32": 1e-4, "float16": 1e-2}
+
+
+def _relative_errors(outputs, reference):
+    return {key: float(np.abs(outputs[key] - reference[key]).max()
+                       / np.abs(reference[key]).max()) for key in reference}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def val_images(tiny_records):
+    return [decode_example(s)[common.IMAGE].numpy()
+            for s in tf.data.TFRecordDataset(f"{tiny_records}/val-00000-of-00001.tfrecord")]
+
+
+# Conversions take 10 to 25 s each on two busy cores: the tests using them are slow.
+@pytest.fixture(scope="module")
+def exported(model, tiny_records, tmp_path_factory):
+    """{quantization: path of the exported file}."""
+    folder = tmp_path_factory.mktemp("tflite")
+    images = calibration.calibration_images(f"{tiny_records}/train-*.tfrecord", model,
+                                            INPUT_SIZE, steps=4)
+    paths = {}
+    for quantization in tflite.QUANTIZATIONS:
+        paths[quantization] = str(folder / f"model_{quantization}.tflite")
+        tflite.export_tflite(model, paths[quantization], INPUT_SIZE, quantization,
+                             images if quantization == "int8" else None)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, (2, *INPUT_SIZE, 3)).astype(np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", ["float32", "float16"])
+def test_raw_outputs_match_the_keras_model(model, exported, images, quantization):
+    network = open_network(exported[quantization])
+    reference = {k: v.numpy() for k, v in model(images, training=False).items()}
+    errors = _relative_errors(network(images), reference)
+    assert max(errors.values()) < TOLERANCE[quantization], errors
+    if quantization == "float16":  # half the float32 file
+        assert os.path.getsize(exported["float16"]) < 0.6 * os.path.getsize(
+            exported["float32"])
+
+
+@pytest.mark.slow
+def test_int8_runs_with_the_outputs_shapes(model, exported, images):
+    network = open_network(exported["int8"])
+    reference = model(images, training=False)
+    outputs = network(images)
+    assert {k: v.shape for k, v in outputs.items()} == {
+        k: tuple(v.shape) for k, v in reference.items()}
+    assert all(np.isfinite(v).all() for v in outputs.values())
+    assert network.info.quantization == "int8"
+
+
+@pytest.mark.slow
+def test_int8_quantizes_the_backbone_and_keeps_decoders_and_heads_float(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=exported["int8"]).get_tensor_details()
+    int8 = [d["name"] for d in details if d["dtype"] == np.int8]
+    assert sum("/mobilenet_v3_small_1/" in name for name in int8) > 50
+    assert [name for name in int8 if "_head_1/" in name or "decoder_1/" in name] == []
+
+
+@pytest.mark.slow
+def test_the_file_carries_the_model_config_and_input_size(model, exported):
+    info = tflite_postprocess.read_network_info(exported["float32"])
+    assert info.config == model.model_config
+    assert info.input_size == INPUT_SIZE and info.file_format == "tflite"
+    assert info.outputs == {common.CENTER_HEATMAP: (65, 97, 1), common.OFFSET: (65, 97, 2),
+                            common.SEMANTIC_LOGITS: (65, 97, 6)}
+
+
+@pytest.mark.slow
+def test_the_host_post_processing_gives_the_in_process_predictions(model, exported,
+                                                                   val_images):
+    network = open_network(exported["float32"])
+    predictor = Predictor(model)
+    for image in val_images:
+        expected = {k: v.numpy() for k, v in predictor.predict_image(image).items()}
+        predicted = network.predict_image(image)
+        raw = network(tflite_postprocess.prepare_image(image, network.info))
+        postprocessed = tflite_postprocess.postprocess(raw, network.info, image.shape[:2])
+        assert (expected[common.INSTANCE] > 0).any(), "the image should have instances"
+        for key in expected:
+            np.testing.assert_allclose(predicted[key], expected[key], atol=1e-5, err_msg=key)
+            np.testing.assert_array_equal(postprocessed[key], predicted[key], err_msg=key)
+
+
+def test_an_input_size_the_model_does_not_take_is_refused(model, tmp_path):
+    with pytest.raises(ValueError) as error:
+        tflite.export_tflite(model, str(tmp_path / "m.tflite"), (64, 96))
+    assert str(error.value).startswith("input_size (64, 96) does not fit the "
+                                       "panoptic_deeplab model (the next size it takes: "
+                                       "65x97)")
+    assert "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_calibration_pattern_matching_nothing_is_one_line(model, tmp_path):
+    with pytest.raises(RecordFileError, match="calibration pattern .* matches no file"):
+        calibration.calibration_images(str(tmp_path / "none-*"), model, INPUT_SIZE, 4)
+    (tmp_path / "summary.json").write_text('{"dataset": "synthetic", "split": "train"}')
+    images = calibration.calibration_images(str(tmp_path / "*.json"), model, INPUT_SIZE, 4)
+    with pytest.raises(RecordFileError, match=r"^calibration pattern '.*\*\.json': corrupted "
+                       r"record at 0 \(Is this even a TFRecord file\?\)$"):
+        list(images())
+    model_dir.write_model_config(str(tmp_path / "model"), model.model_config)
+    target = tmp_path / "model_int8.tflite"
+    result = subprocess.run(
+        [sys.executable, "scripts/export_model.py", f"--model_dir={tmp_path / 'model'}",
+         "--format=tflite", "--quantization=int8", f"--output_file={target}",
+         f"--calibration_pattern={tmp_path / 'none-*'}"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == (f"error: --calibration_pattern '{tmp_path / 'none-*'}' "
+                         "matches no file."), result.stderr[-2000:]
+    assert not target.exists()
+
+
+def test_a_file_of_another_origin_is_refused_in_one_line(tmp_path):
+    plain = tf.function(lambda x: {"y": x * 2.0},
+                        input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [plain.get_concrete_function()], tf.Module())
+    other = tmp_path / "other.tflite"
+    other.write_bytes(converter.convert())
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a model at all")
+    for path, message in ((other, "is a TFLite model of another origin: it has no "
+                                  "deeplab2.network_info metadata"),
+                          (garbage, "is neither a TFLite nor an ONNX file")):
+        with pytest.raises(NetworkFileError) as error:
+            open_network(str(path))
+        assert f"{path} {message}" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_outputs_of_another_model_are_refused_by_the_post_processing(exported):
+    info = tflite_postprocess.read_network_info(exported["float32"])
+    raw = {common.SEMANTIC_LOGITS: np.zeros((1, 65, 97, 19), np.float32),
+           common.CENTER_HEATMAP: np.zeros((1, 65, 97, 1), np.float32),
+           common.OFFSET: np.zeros((1, 65, 97, 2), np.float32)}
+    with pytest.raises(NetworkFileError, match=r"output semantic_logits has shape "
+                       r"\[1, 65, 97, 19\], the exported panoptic_deeplab network's is "
+                       r"\[batch, 65, 97, 6\]: a file of another model\?"):
+        tflite_postprocess.postprocess(raw, info, (64, 96))
+    with pytest.raises(NetworkFileError, match="are not those of the exported"):
+        tflite_postprocess.postprocess({"logits": raw[common.SEMANTIC_LOGITS]}, info,
+                                       (64, 96))
+
+
+@pytest.mark.slow
+def test_panoptic_fpn_is_refused_naming_the_ops_litert_cannot_run(tmp_path):
+    import strided_conv_backbone
+
+    keras.utils.set_random_seed(0)
+    model = build_model("panoptic_fpn", "synthetic", crop_size=(64, 96),
+                        backbone=strided_conv_backbone.register(), fpn_channels=16,
+                        semantic_channels=8, semantic_groups=4, box_fc_channels=32,
+                        mask_channels=8, rpn_pre_nms_top_k_test=100, rpn_post_nms_top_k=100,
+                        max_detections=20)
+    with pytest.raises(tflite.ConversionError) as error:
+        tflite.export_tflite(model, str(tmp_path / "fpn.tflite"), (64, 96))
+    assert str(error.value).startswith(
+        "the panoptic_fpn model does not convert to TFLite: its ops CropAndResize, "
+        "DynamicPartition, DynamicStitch are no TFLite builtins, and the LiteRT interpreter "
+        "has no TensorFlow (Select) kernels"), str(error.value)
+    assert "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_conversion_leaves_the_previous_file_alone(model, tmp_path, monkeypatch):
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"an earlier export")
+
+    def fail(self):
+        raise RuntimeError("converter crashed\nwith details")
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "convert", fail)
+    with pytest.raises(tflite.ConversionError,
+                       match="^the panoptic_deeplab model does not convert to TFLite: "
+                             "RuntimeError: converter crashed$"):
+        tflite.export_tflite(model, str(target), INPUT_SIZE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+    assert target.read_bytes() == b"an earlier export"
+
+
+def test_a_failed_write_and_a_killed_one_leave_nothing(tmp_path, monkeypatch, capsys):
+    from deeplab2.export import files
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".model.tflite.incomplete-{dead.pid}-x1"
+    stale.mkdir()
+    (stale / "model.tflite").write_bytes(b"half")
+    target = tmp_path / "model.tflite"
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(files.os, "chmod", fail)
+        with pytest.raises(OSError, match="disk full"):
+            files.write_file_atomically(str(target), b"complete")
+    assert list(tmp_path.iterdir()) == []
+    assert f"an interrupted run left in {tmp_path}: {stale.name}" in capsys.readouterr().out
+    files.write_file_atomically(str(target), b"complete")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]
+    assert target.read_bytes() == b"complete"
