@@ -28,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from deeplab2.model.top_down.xla_context import traced_for_xla
+
 
 class Selection(NamedTuple):
     """Kept boxes, best first, padded to a fixed size.
@@ -48,11 +50,7 @@ def _resolve(method: str) -> str:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if method != "auto":
         return method
-    # As roi_align: what tf.function itself checks to know it traces for XLA.
-    from tensorflow.python.ops import control_flow_util  # pylint: disable=g-direct-tensorflow-import
-
-    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-    return "padded" if in_xla else "greedy"
+    return "padded" if traced_for_xla() else "greedy"
 
 
 def nms_padded(boxes: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor, *, max_output: int,

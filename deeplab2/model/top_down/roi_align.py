@@ -28,6 +28,7 @@ from typing import Mapping
 import tensorflow as tf
 
 from deeplab2.model.top_down.boxes import roi_levels
+from deeplab2.model.top_down.xla_context import traced_for_xla
 
 # FPN levels the RoIs are pooled from.
 _MIN_LEVEL = 2
@@ -42,12 +43,7 @@ def _resolve(method: str) -> str:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if method != "auto":
         return method
-    # No public API tells whether ops are traced for XLA (a jit_compile
-    # tf.function, a TPU computation); this is what tf.function itself checks.
-    from tensorflow.python.ops import control_flow_util  # pylint: disable=g-direct-tensorflow-import
-
-    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-    return "gather" if in_xla else "crop_and_resize"
+    return "gather" if traced_for_xla() else "crop_and_resize"
 
 
 def roi_align(features: tf.Tensor, boxes: tf.Tensor, output_size: int, stride: int, *,
