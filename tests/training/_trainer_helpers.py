@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+import tensorflow as tf
+
 TINY_GIN = pathlib.Path(__file__).with_name("tiny.gin")
 TOY_GIN = pathlib.Path(__file__).with_name("toy.gin")
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -36,3 +38,14 @@ def quiet_env(**extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path, **extra)
     env.pop("TF_CONFIG", None)
     return env
+
+
+def event_scalars(event_dir, tag):
+    """The values of scalar summary `tag` in a folder's event files, by step."""
+    values = {}
+    for path in sorted(pathlib.Path(event_dir).glob("events.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return [values[step] for step in sorted(values)]

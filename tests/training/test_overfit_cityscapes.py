@@ -12,21 +12,10 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
 
-from _trainer_helpers import PROJECT_ROOT, quiet_env
+from _trainer_helpers import PROJECT_ROOT, event_scalars, quiet_env
 
 OVERFIT_GIN = pathlib.Path(__file__).with_name("overfit_cityscapes.gin")
-
-
-def _scalars(event_dir, tag):
-    values = {}
-    for path in sorted(pathlib.Path(event_dir).glob("events.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                if value.tag == tag:
-                    values[event.step] = float(tf.make_ndarray(value.tensor))
-    return [values[step] for step in sorted(values)]
 
 
 @pytest.mark.slow
@@ -48,7 +37,7 @@ def test_overfit_the_real_cityscapes_image(tmp_path, shared_data):
                             env=quiet_env(), cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    losses = _scalars(model_dir / "train", "losses/total_loss")
+    losses = event_scalars(model_dir / "train", "losses/total_loss")
     assert len(losses) >= 10
     assert losses[-1] * 10 <= losses[0], losses
 
