@@ -31,7 +31,6 @@ a partial one.
 import functools
 import json
 import os
-import tempfile
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Union
 
 import numpy as np
@@ -40,7 +39,7 @@ from PIL import Image
 from deeplab2 import common
 from deeplab2.data.dataset_info import DatasetInfo
 from deeplab2.evaluation import coco_format
-from deeplab2.utils.paths import UnsafePathError, path_inside
+from deeplab2.utils.paths import UnsafePathError, path_inside, write_atomically
 from deeplab2.utils.progress import Progress
 
 PANOPTIC_FORMATS = ("coco", "cityscapes")
@@ -60,23 +59,6 @@ def output_paths(output_dir: str, fmt: str, split: str = "val"):
         raise ValueError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     stem = os.path.join(output_dir, f"{_PREFIXES[fmt]}_{split}")
     return (stem + ".json" if fmt in PANOPTIC_FORMATS else None), stem
-
-
-def write_atomically(path: str, write: Callable[[str], None]) -> None:
-    """Calls `write` on a temporary file beside `path`, then renames it to `path`."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".incomplete-",
-                                         suffix=os.path.splitext(path)[1], dir=directory)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def write_instance_txt(txt_path: str, masks: Iterable[np.ndarray], label_ids: Iterable[int],

@@ -17,6 +17,7 @@ import tensorflow as tf
 from deeplab2.model import checkpoints
 from deeplab2.model.builder import model_from_config
 from deeplab2.model.meta import CONFIG_FILE, ConfigFileError, ModelConfig, config_from_json
+from deeplab2.utils.paths import write_atomically
 
 # Key of the model in checkpoints; "step" holds the training step.
 CHECKPOINT_MODEL_KEY = "model"
@@ -39,16 +40,11 @@ def write_model_config(model_dir: str, config: ModelConfig) -> str:
         with tf.io.gfile.GFile(path, "w") as f:
             f.write(config.to_json())
         return path
-    handle, temporary = tempfile.mkstemp(prefix=".model_config-", dir=model_dir)
-    try:
-        with os.fdopen(handle, "w") as f:
+    def write(temporary):
+        with open(temporary, "w") as f:
             f.write(config.to_json())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+
+    write_atomically(path, write)
     return path
 
 

@@ -7,6 +7,8 @@ else with a message saying where the name came from.
 """
 import os
 import re
+import tempfile
+from typing import Callable
 
 _SEPARATORS = re.compile(r"[/\\]")
 
@@ -114,3 +116,20 @@ def remove_stale_temporaries(folder: str, name: str) -> list:
         print(f"Removed {len(removed)} temporary folder(s) an interrupted run left in "
               f"{folder}: {', '.join(removed)}", flush=True)
     return removed
+
+
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
+    """Calls `write` on a temporary file beside `path`, then renames it to `path`."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".incomplete-",
+                                         suffix=os.path.splitext(path)[1], dir=directory)
+    os.close(handle)
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise

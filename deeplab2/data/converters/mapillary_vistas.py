@@ -29,7 +29,6 @@ import functools
 import json
 import multiprocessing
 import os
-import tempfile
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -41,6 +40,7 @@ from deeplab2.data.converters.common import (ConversionError, ExampleStats, Pano
 from deeplab2.data.converters.resizing import shrink_example
 from deeplab2.data.converters.writer import write_split
 from deeplab2.data.dataset_info import DatasetInfo, get_dataset_info
+from deeplab2.utils.paths import write_atomically
 
 # Label version -> registered descriptor.
 DATASETS = {"v1.2": "mapillary_vistas", "v2.0": "mapillary_vistas_v2"}
@@ -292,15 +292,12 @@ def _add_vanished(output_dir: str, split: str, summary: Dict[str, Any],
     summary = dict(summary, num_vanished_segments=len(lost),
                    vanished_segments_by_class=dict(sorted(by_class.items())))
     path = os.path.join(output_dir, f"{split}-summary.json")
-    handle, temporary = tempfile.mkstemp(prefix=f".{split}-summary.", dir=output_dir)
-    try:
-        with os.fdopen(handle, "w") as f:
+    def write(temporary):
+        with open(temporary, "w") as f:
             json.dump(summary, f, indent=2)
             f.write("\n")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+
+    write_atomically(path, write)
     examples = ", ".join(f"image {s.image_id} segment {s.segment_id} ({s.class_name!r}, "
                          f"{s.pixels} px)" for s in lost[:_SHOWN_VANISHED])
     print(f"{len(lost)} segments vanished at max_resize {max_resize} (by class in {path})"
