@@ -1,9 +1,12 @@
-"""Exports a model directory's model as a SavedModel serving one image of any size,
+"""Exports a model directory's model as a SavedModel serving images of any size,
 or its network alone as a TFLite or ONNX file.
 
---format=saved_model (the default): every family gets the same signature (maps
-and instance tables), plus the per-instance outputs it declares (Panoptic FPN:
-`boxes`). See deeplab2.export.
+--format=saved_model (the default): every family gets the same signatures:
+"serving_default" (one uint8 image), "serving_batch" (a uint8 batch and each
+image's size) and "metadata" (the configuration, labels and test-time options
+as JSON, also in assets.extra/deeplab2_metadata.json); they return maps and
+instance tables, plus the per-instance outputs the family declares (Panoptic
+FPN: `boxes`). See deeplab2.export.saved_model.
 
 --format=tflite / onnx: the network at a fixed --input_size (float32 images in
 [0, 255] in, raw outputs out), written to --output_file; the post-processing
@@ -78,8 +81,10 @@ def _export_saved_model():
     except OSError as error:
         sys.exit(f"error: cannot write {_OUTPUT_DIR.value}: {error.strerror or error}")
     print(f"Wrote {_OUTPUT_DIR.value} from {checkpoint} (step {step}): signature "
-          "'serving_default' takes a uint8 image [height, width, 3] and returns "
-          f"{', '.join(predictor.image_output_keys)}")
+          "'serving_default' takes a uint8 image [height, width, 3], 'serving_batch' "
+          "uint8 images [batch, height, width, 3] and int32 image_sizes [batch, 2]; "
+          f"both return {', '.join(predictor.image_output_keys)}; 'metadata' returns "
+          "the model's description as JSON")
 
 
 def _export_network():

@@ -2,8 +2,11 @@
 
 The model, its dataset, its post-processing options and its input sizes come
 from the model directory; test-time augmentation and post-processing
-overrides are flags. Photos may also be predicted by an exported SavedModel
-(scripts/export_model.py), given its dataset.
+overrides are flags. Photos may also be predicted by an exported model
+(scripts/export_model.py): a SavedModel (--saved_model), or a TFLite or ONNX
+network file (--tflite, --onnx; run with LiteRT or ONNX Runtime, photos
+larger than its input size shrunk to fit, post-processed on the host by
+deeplab2.export.tflite_postprocess).
 
 Example, TFRecords:
   python scripts/predict.py --model_dir=runs/cityscapes \\
@@ -20,7 +23,8 @@ Example, TFRecords:
 Example, photos (files, folders of .jpg/.jpeg/.png, globs; upright per EXIF):
   python scripts/predict.py --model_dir=runs/cityscapes \\
       --images='photos/*.jpg,more_photos' --output_dir=/tmp/photos
-  # or --saved_model=runs/cityscapes/saved_model --dataset=cityscapes
+  # or --saved_model=runs/cityscapes/saved_model, --tflite=runs/cityscapes/model.tflite,
+  # --onnx=runs/cityscapes/model.onnx
   # /tmp/photos/panoptic_val/<name>.png + panoptic_val.json, and the photo with
   # its segments in /tmp/photos/overlays/<name>.png; unreadable files are skipped.
 """
@@ -39,6 +43,10 @@ _IMAGES = flags.DEFINE_list("images", None, "Photos to predict: files, folders (
                             ".jpg, .jpeg and .png files) or globs.")
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Exported SavedModel predicting "
                                    "--images, instead of --model_dir.")
+_TFLITE = flags.DEFINE_string("tflite", None, "Exported TFLite network predicting --images, "
+                              "instead of --model_dir.")
+_ONNX = flags.DEFINE_string("onnx", None, "Exported ONNX network predicting --images, "
+                            "instead of --model_dir.")
 _DATASET = flags.DEFINE_string("dataset", None, "The --saved_model's dataset, if it does not "
                                "record it: a name (e.g. cityscapes), a .json dataset "
                                "descriptor or the model directory it was exported from.")
@@ -60,6 +68,7 @@ _RECORD_FLAGS = ("crop_size", "num_pictures")
 _PHOTO_FLAGS = ("fit_size",)
 _MODEL_DIR_FLAGS = ("checkpoint", "scales", "flip", "shorter_side", "max_longer_side",
                     "postprocess")
+_MODEL_SOURCES = ("model_dir", "saved_model", "tflite", "onnx")
 
 
 def _flag_error():
@@ -70,20 +79,27 @@ def _flag_error():
                 f"{', '.join(FORMATS)} (both: coco,cityscapes).")
     if (values.images is None) == (values.file_pattern is None):
         return "give exactly one of --images and --file_pattern."
-    if (values.model_dir is None) == (values.saved_model is None):
-        return "give exactly one of --model_dir and --saved_model."
+    sources = [name for name in _MODEL_SOURCES if values[name].value is not None]
+    if len(sources) != 1:
+        return "give exactly one of --model_dir, --saved_model, --tflite and --onnx."
     for name in _RECORD_FLAGS if values.images is not None else _PHOTO_FLAGS:
         if values[name].present:
             other = "--file_pattern" if values.images is not None else "--images"
             return f"--{name} applies to {other} only."
-    if values.saved_model is None:
+    source = sources[0]
+    if source == "model_dir":
         return ("--dataset applies to --saved_model only (a model directory has its "
                 "dataset)." if values["dataset"].present else None)
     if values.file_pattern is not None:
-        return "--saved_model predicts --images only; predict TFRecords from --model_dir."
+        return f"--{source} predicts --images only; predict TFRecords from --model_dir."
     for name in _MODEL_DIR_FLAGS:
         if values[name].present:
-            return f"--{name} applies to --model_dir only (a SavedModel has it built in)."
+            return f"--{name} applies to --model_dir only (an exported model has it built in)."
+    if source != "saved_model":
+        for name in ("dataset", "fit_size"):
+            if values[name].present:
+                return (f"--{name} applies to --model_dir and --saved_model only (a "
+                        f"{source} file has its dataset and input size built in).")
     return None
 
 
@@ -150,20 +166,15 @@ def _model_dir_function():
 
 
 def _exported_dataset(saved_model):
-    """The dataset an exported SavedModel records (assets.extra/model_config.json)."""
-    from deeplab2.export.saved_model import config_path
-    from deeplab2.model.meta import ConfigFileError, config_from_json
+    """The dataset an exported SavedModel records (deeplab2.export.metadata)."""
+    from deeplab2.export.metadata import MetadataError, exported_config
     from deeplab2.model.model_dir import ModelDirError
 
-    path = config_path(saved_model)
-    if not os.path.isfile(path):
-        raise ModelDirError(f"{path} not found (exported by an older version?): pass "
-                            "--dataset, the model's dataset or its model directory.")
-    with open(path) as f:
-        try:
-            return config_from_json(f.read(), path).dataset
-        except ConfigFileError as error:
-            raise ModelDirError(str(error)) from None
+    try:
+        return exported_config(saved_model).dataset
+    except MetadataError as error:
+        raise ModelDirError(f"{error} Pass --dataset, the model's dataset or its model "
+                            "directory.") from None
 
 
 def _saved_model_function():
@@ -208,6 +219,33 @@ def _saved_model_function():
     return predict, info, _SAVED_MODEL.value
 
 
+def _network_file_function(path, file_format):
+    """(uint8 photo -> predictions, dataset, description) of --tflite / --onnx."""
+    from deeplab2.export.network import NetworkFileError
+    from deeplab2.export.runtimes import open_network
+
+    if not os.path.isfile(path):
+        sys.exit(f"error: --{file_format} {path}: no such file.")
+    try:
+        network = open_network(path)
+    except NetworkFileError as error:
+        sys.exit(f"error: --{file_format}: {error}")
+    if network.info.file_format != file_format:
+        sys.exit(f"error: --{file_format} {path} holds a {network.info.file_format} network; "
+                 f"pass it as --{network.info.file_format}.")
+    return network.predict_image, network.info.config.dataset, path
+
+
+def _model_function():
+    """(uint8 photo -> predictions, dataset, description) of the model flag given."""
+    if _SAVED_MODEL.value:
+        return _saved_model_function()
+    for file_format, flag in (("tflite", _TFLITE), ("onnx", _ONNX)):
+        if flag.value:
+            return _network_file_function(flag.value, file_format)
+    return _model_dir_function()
+
+
 def _predict_photos():
     import numpy as np
 
@@ -223,8 +261,7 @@ def _predict_photos():
         paths = find_photos(_IMAGES.value)
     except ValueError as error:
         sys.exit(f"error: --images: {error}")
-    predict, info, model = (_saved_model_function() if _SAVED_MODEL.value
-                            else _model_dir_function())
+    predict, info, model = _model_function()
     writer = PredictionWriter(_OUTPUT_DIR.value, info, _formats(), _SPLIT.value)
     overlay_dir = os.path.join(_OUTPUT_DIR.value, "overlays")
     progress = Progress(len(paths), desc="predict", unit="photo")

@@ -276,6 +276,43 @@ class Predictor:
         the family's `instance_outputs` (e.g. BOXES)."""
         return MAP_KEYS + INSTANCE_KEYS + tuple(self.family.instance_outputs)
 
+    def predict_batch(self, images: tf.Tensor, image_sizes: tf.Tensor
+                      ) -> Dict[str, tf.Tensor]:
+        """A batch of HxWx3 images (any numeric dtype, values in [0, 255]),
+        image i filling the top-left `image_sizes[i]` (height, width) of its
+        slot -> predictions at the batch's size (`image_output_keys`).
+
+        Pixels beyond an image are set to the pad value before the model
+        (whatever the caller padded with) and are void in the maps (semantic
+        ignore label, panoptic ignore id, instance 0); boxes are clipped to
+        each image. Sizes may be unknown when tracing (the exported
+        `serving_batch` signature)."""
+        images = tf.cast(images, tf.float32)
+        sizes = tf.cast(image_sizes, tf.int32)
+        height, width = _image_size(images)
+        images = _pad_beyond_images(images, sizes, (height, width), self.config.pad_value)
+        target = (self.family.padded_size(height, self.config),
+                  self.family.padded_size(width, self.config))
+        images = pad_image(images, [[0, 0], [0, target[0] - height],
+                                    [0, target[1] - width], [0, 0]], self.config.pad_value)
+        predictions = self(images, image_sizes=sizes)
+        rows = tf.range(height)[None, :, None] < sizes[:, 0, None, None]
+        columns = tf.range(width)[None, None, :] < sizes[:, 1, None, None]
+        inside = rows & columns
+        void = {common.PANOPTIC: self.info.ignore_panoptic_id,
+                common.SEMANTIC: self.info.ignore_label, common.INSTANCE: 0}
+        outputs = {}
+        for key in self.image_output_keys:
+            value = predictions[key]
+            if key in MAP_KEYS:
+                value = value[:, :height, :width]
+                value = tf.where(inside, value, tf.constant(void[key], value.dtype))
+            elif key == common.BOXES:
+                limit = tf.cast(tf.tile(tf.reverse(sizes, axis=[1]), [1, 2]), value.dtype)
+                value = tf.minimum(value, limit[:, None, :])
+            outputs[key] = value
+        return outputs
+
     def predict_image(self, image: tf.Tensor) -> Dict[str, tf.Tensor]:
         """One HxWx3 image (any numeric dtype, values in [0, 255]) -> its
         predictions at its size (`image_output_keys`): prepared

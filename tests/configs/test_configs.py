@@ -212,6 +212,11 @@ RECIPE_CHANGES = {
                                                   "TrainingInput.autoaugment": True},
     "coco/swidernet_sac_1_1_1_os16.gin": _SWIDERNET_COCO,
     "coco/swidernet_sac_1_1_4_os16.gin": _SWIDERNET_COCO,
+    # Paper 000 Sec. 4's best COCO recipe: longest side 1025, 1025x1025 crops.
+    "coco/xception71_1025_os16.gin": {
+        "build_model.crop_size": (1025, 1025), "Evaluator.crop_size": (641, 641),
+        "TrainingInput.longest_side": 1025, "build_predictor.shorter_side": 1025,
+        "build_predictor.max_longer_side": 1025},
 }
 # Post-processing of each dataset (SPEC 6 NMS kernels; the paper's is 7).
 POSTPROCESS = {

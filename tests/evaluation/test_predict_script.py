@@ -287,7 +287,7 @@ def test_photos_from_model_dir(setup, photos, model_dir_photos):
 
 def test_photos_from_saved_model_equal_model_dir(photos, model_dir_photos, tmp_path):
     expected_dir, _ = model_dir_photos
-    # The SavedModel records its dataset (assets.extra/model_config.json).
+    # The SavedModel records its dataset (assets.extra/deeplab2_metadata.json).
     result = run_script(tmp_path, f"--saved_model={photos['saved_model']}",
                         f"--images={photos['images']}", "--format=both")
     _assert_photo_run(result, photos)
@@ -298,6 +298,39 @@ def test_photos_from_saved_model_equal_model_dir(photos, model_dir_photos, tmp_p
     assert "panoptic_val/b.png" in written and "overlays/a_2.png" in written
     for name in written:
         assert (tmp_path / name).read_bytes() == (expected_dir / name).read_bytes(), name
+
+
+def test_photos_from_tflite_and_onnx_files_equal_model_dir(setup, photos, model_dir_photos,
+                                                           tmp_path):
+    """The network files at 65x65, the size the model directory pads every
+    photo to: the same panoptic maps and overlays; a file of the other format
+    or not exported by deeplab2 is refused in one line."""
+    from deeplab2.data.dataset_info import get_dataset_info
+    from deeplab2.export import onnx as onnx_export, tflite as tflite_export
+
+    expected_dir, _ = model_dir_photos
+    info = get_dataset_info("synthetic")
+    tflite_path, onnx_path = tmp_path / "model.tflite", tmp_path / "model.onnx"
+    tflite_export.export_tflite(photos["model"], str(tflite_path), (65, 65))
+    onnx_export.export_onnx(photos["model"], str(onnx_path), (65, 65))
+    for flag, path in (("tflite", tflite_path), ("onnx", onnx_path)):
+        output = tmp_path / flag
+        result = run_script(output, f"--{flag}={path}", f"--images={photos['images']}",
+                            "--format=both")
+        _assert_photo_run(result, photos)
+        for fmt in ("coco", "cityscapes"):
+            _assert_maps_equal(_read(output, fmt, info), photos["expected"])
+        for name in ("a", "a_2", "b"):
+            picture = f"overlays/{name}.png"
+            assert (output / picture).read_bytes() == (expected_dir / picture).read_bytes()
+    line = _error_line(run_script(tmp_path / "x", f"--tflite={onnx_path}",
+                                  f"--images={photos['folder']}"))
+    assert line == (f"error: --tflite {onnx_path} holds a onnx network; pass it as --onnx.")
+    not_a_model = tmp_path / "notes.onnx"
+    not_a_model.write_bytes(b"not an ONNX model")
+    line = _error_line(run_script(tmp_path / "x", f"--onnx={not_a_model}",
+                                  f"--images={photos['folder']}"))
+    assert line.startswith(f"error: --onnx: {not_a_model}"), line
 
 
 def test_fit_size_flag_reaches_the_predictor(setup, photos, tmp_path):
@@ -317,9 +350,17 @@ def test_fit_size_flag_reaches_the_predictor(setup, photos, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (("--images=x.jpg", "--file_pattern=x"),
      "error: give exactly one of --images and --file_pattern."),
-    (("--images=x.jpg",), "error: give exactly one of --model_dir and --saved_model."),
+    (("--images=x.jpg",),
+     "error: give exactly one of --model_dir, --saved_model, --tflite and --onnx."),
+    (("--images=x.jpg", "--model_dir=x", "--onnx=x.onnx"),
+     "error: give exactly one of --model_dir, --saved_model, --tflite and --onnx."),
+    (("--images=x.jpg", "--tflite=x.tflite", "--dataset=synthetic"),
+     "error: --dataset applies to --model_dir and --saved_model only (a tflite file has "
+     "its dataset and input size built in)."),
+    (("--file_pattern=x", "--onnx=x.onnx"),
+     "error: --onnx predicts --images only; predict TFRecords from --model_dir."),
     (("--images=x.jpg", "--saved_model=x", "--dataset=synthetic", "--flip"),
-     "error: --flip applies to --model_dir only (a SavedModel has it built in)."),
+     "error: --flip applies to --model_dir only (an exported model has it built in)."),
 ])
 def test_bad_flag_combinations_fail_clearly(tmp_path, args, message):
     assert _error_line(run_script(tmp_path, *args)) == message
@@ -328,9 +369,10 @@ def test_bad_flag_combinations_fail_clearly(tmp_path, args, message):
 def test_photo_errors_fail_clearly(setup, photos, tmp_path):
     line = _error_line(run_script(tmp_path, f"--saved_model={tmp_path}",
                                   f"--images={photos['folder']}"))
-    assert line == (f"error: --dataset: {tmp_path}/assets.extra/model_config.json not "
-                    "found (exported by an older version?): pass --dataset, the model's "
-                    "dataset or its model directory.")
+    assert line == (f"error: --dataset: {tmp_path}/assets.extra/deeplab2_metadata.json not "
+                    f"found: {tmp_path} is not a SavedModel exported by deeplab2's "
+                    "scripts/export_model.py (or by an older version). Pass --dataset, the "
+                    "model's dataset or its model directory.")
     line = _error_line(run_script(tmp_path, f"--model_dir={setup['model_dir']}",
                                   f"--images={tmp_path}/none-*.jpg"))
     assert line == f"error: --images: '{tmp_path}/none-*.jpg' matches no file."

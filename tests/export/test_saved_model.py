@@ -30,8 +30,10 @@ POSTPROCESS = {"nms_kernel": 3, "center_threshold": 0.0}
 # Test-time augmentation with a non-unit scale and flips exercises the dynamic sizes.
 SCALES, FLIP = (0.75, 1.0), True
 SIZES = ((65, 97), (70, 45))  # the second is not of the k * 32 + 1 form
+BATCH_SIZE = (70, 97)  # serving_batch's slot: the largest height and width of SIZES
 BAD_INPUTS = {"float": ((9, 9, 3), np.float32), "rank2": ((9, 9), np.uint8),
               "channels4": ((9, 9, 4), np.uint8)}
+SIZES_NAMES = [f"{h}x{w}" for h, w in SIZES]
 MAX_SIDE = 128  # exported with --max_side=128: an image 9x129 is refused
 TOO_LARGE = {"too_large": ((9, MAX_SIDE + 1, 3), np.uint8)}
 
@@ -46,23 +48,34 @@ import tensorflow as tf
 export_dir, images_path, out_path, bad_inputs = sys.argv[1:]
 loaded = tf.saved_model.load(export_dir)
 images = np.load(images_path)
+single = [name for name in images.files if not name.startswith("batch")]
+batch = {"images": images["batch_images"], "image_sizes": images["batch_sizes"]}
 outputs = {}
-for name in images.files:
+for name in single:
     for key, value in loaded.serve(images[name]).items():
         outputs[f"{name}/{key}"] = value.numpy()
+for key, value in loaded.serving_batch(**batch).items():
+    outputs[f"batch/{key}"] = value.numpy()
+outputs["metadata"] = loaded.metadata()["metadata"].numpy()
+with open(f"{export_dir}/assets.extra/deeplab2_metadata.json") as f:
+    outputs["metadata_file"] = f.read()
 signature = loaded.signatures["serving_default"]
-last = images.files[-1]
+last = single[-1]
 for key, value in signature(image=tf.constant(images[last])).items():
     assert np.array_equal(value.numpy(), outputs[f"{last}/{key}"]), key
 graph = tf.Graph()
 with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
     meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
-    definition = meta.signature_def["serving_default"]
-    fetches = {k: v.name for k, v in definition.outputs.items()}
-    for name in images.files:
-        served = session.run(fetches, {definition.inputs["image"].name: images[name]})
-        for key, value in served.items():
-            outputs[f"{name}/graph_mode/{key}"] = value
+    calls = [(f"{name}/graph_mode", "serving_default", {"image": images[name]})
+             for name in single]
+    calls += [("batch/graph_mode", "serving_batch", batch),
+              ("metadata/graph_mode", "metadata", {})]
+    for prefix, name, inputs in calls:
+        definition = meta.signature_def[name]
+        fetches = {k: v.name for k, v in definition.outputs.items()}
+        feed = {definition.inputs[k].name: v for k, v in inputs.items()}
+        for key, value in session.run(fetches, feed).items():
+            outputs[f"{prefix}/{key}"] = value
 np.savez(out_path, **outputs)
 errors = {}
 for name, (shape, dtype) in json.loads(bad_inputs).items():
@@ -74,6 +87,14 @@ for name, (shape, dtype) in json.loads(bad_inputs).items():
             errors[f"{name}/{entry}"] = "no error"
         except Exception as error:
             errors[f"{name}/{entry}"] = f"{type(error).__name__}: {error}"
+zeros = tf.zeros([2, 9, 9, 3], tf.uint8)
+for name, sizes in (("sizes_beyond", [[9, 9], [9, 10]]), ("sizes_zero", [[9, 9], [0, 9]]),
+                    ("sizes_rows", [[9, 9]])):
+    try:
+        loaded.serving_batch(images=zeros, image_sizes=tf.constant(sizes, tf.int32))
+        errors[f"batch_{name}"] = "no error"
+    except Exception as error:
+        errors[f"batch_{name}"] = f"{type(error).__name__}: {error}"
 print(json.dumps(errors))
 """
 
@@ -109,7 +130,14 @@ def exported(tmp_path_factory):
     assert "(step 7)" in stdout
     rng = np.random.default_rng(0)
     images = {f"{h}x{w}": rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES}
-    np.savez(tmp_path / "images.npz", **images)
+    # The batch: each test image at the top left of a 70x97 slot filled with
+    # noise beyond it (the signature must not see it), then the first image again.
+    batch = rng.integers(0, 256, (3, *BATCH_SIZE, 3), dtype=np.uint8)
+    for i, (h, w) in enumerate(SIZES + SIZES[:1]):
+        batch[i, :h, :w] = images[f"{h}x{w}"]
+    np.savez(tmp_path / "images.npz", **images, batch_images=batch,
+             batch_sizes=np.array(SIZES + SIZES[:1], np.int32))
+    images["batch"] = batch
     bad = {name: (shape, np.dtype(dtype).name)
            for name, (shape, dtype) in {**BAD_INPUTS, **TOO_LARGE}.items()}
     stdout = _run([sys.executable, "-c", _RUN_EXPORTED, str(export_dir),
@@ -119,11 +147,13 @@ def exported(tmp_path_factory):
     return predictor, images, outputs, json.loads(stdout.strip().splitlines()[-1])
 
 
-def _reference(predictor, image):
-    """Predictor on the image padded to k * stride + 1 with 127.5, cropped back."""
+def _reference(predictor, image, slot=None):
+    """Predictor on the image padded with 127.5 to k * stride + 1 (at least
+    `slot`, the (height, width) it is padded to first), cropped back."""
     height, width, _ = image.shape
     stride = predictor.config.output_stride
-    padded_h, padded_w = (-(-(s - 1) // stride) * stride + 1 for s in (height, width))
+    padded_h, padded_w = (-(-(s - 1) // stride) * stride + 1
+                          for s in (slot or (height, width)))
     padded = np.pad(image.astype(np.float32), [(0, padded_h - height),
                                                (0, padded_w - width), (0, 0)],
                     constant_values=127.5)
@@ -155,9 +185,59 @@ def test_reloaded_model_equals_the_in_process_pipeline(exported, size):
                                expected[common.INSTANCE_SCORES], atol=1e-5, rtol=0)
 
 
+def test_the_batch_signature_predicts_each_image_in_its_slot(exported):
+    predictor, images, outputs, _ = exported
+    void = {common.PANOPTIC: predictor.info.ignore_panoptic_id,
+            common.SEMANTIC: predictor.info.ignore_label, common.INSTANCE: 0}
+    for i, (height, width) in enumerate(SIZES + SIZES[:1]):
+        expected = _reference(predictor, images[f"{height}x{width}"], slot=BATCH_SIZE)
+        for key in MAP_KEYS:
+            served = outputs[f"batch/{key}"][i]
+            assert served.shape == BATCH_SIZE
+            np.testing.assert_array_equal(served[:height, :width], expected[key], err_msg=key)
+            beyond = np.ones(BATCH_SIZE, bool)
+            beyond[:height, :width] = False
+            assert (served[beyond] == void[key]).all(), key
+        for key in (common.INSTANCE_CLASSES, common.INSTANCE_PANOPTIC_IDS):
+            np.testing.assert_array_equal(outputs[f"batch/{key}"][i], expected[key])
+        np.testing.assert_allclose(outputs[f"batch/{common.INSTANCE_SCORES}"][i],
+                                   expected[common.INSTANCE_SCORES], atol=1e-5, rtol=0)
+    # The same image in two slots of a batch: the same predictions.
+    for key in MAP_KEYS + (common.INSTANCE_CLASSES, common.INSTANCE_PANOPTIC_IDS):
+        np.testing.assert_array_equal(outputs[f"batch/{key}"][0], outputs[f"batch/{key}"][2])
+    np.testing.assert_allclose(outputs[f"batch/{common.INSTANCE_SCORES}"][0],
+                               outputs[f"batch/{common.INSTANCE_SCORES}"][2], rtol=1e-5)
+
+
+def test_the_batch_signature_refuses_sizes_that_do_not_fit(exported):
+    errors = exported[3]
+    for name, message in (("sizes_beyond", "image_sizes must fit in the height and width"),
+                          ("sizes_zero", "image_sizes must be at least 1"),
+                          ("sizes_rows", "image_sizes must have one row per image")):
+        assert errors[f"batch_{name}"].startswith("InvalidArgumentError"), errors
+        assert message in errors[f"batch_{name}"], errors[f"batch_{name}"]
+
+
+def test_the_metadata_signature_and_file_describe_the_model(exported):
+    predictor, _, outputs, _ = exported
+    metadata = json.loads(outputs["metadata"].item())
+    assert outputs["metadata/graph_mode/metadata"].item() == outputs["metadata"].item()
+    assert json.loads(outputs["metadata_file"].item()) == metadata
+    config = metadata["model_config"]
+    assert config["meta_architecture"] == "panoptic_deeplab"
+    assert config["dataset"]["class_names"] == list(predictor.info.class_names)
+    assert config["dataset"]["thing_ids"] == list(predictor.info.thing_ids)
+    assert config["dataset"]["label_divisor"] == predictor.info.label_divisor
+    assert [config["output_stride"], config["crop_size"]] == [32, [65, 97]]
+    assert config["postprocess"]["nms_kernel"] == 3
+    assert metadata["test_time"] == {"scales": list(SCALES), "flip": FLIP,
+                                     "shorter_side": None, "max_longer_side": None}
+    assert sorted(metadata["signatures"]) == ["metadata", "serving_batch", "serving_default"]
+
+
 def test_the_signature_returns_the_maps_and_instance_tables_only(exported):
     _, images, outputs, _ = exported
-    for name in images:
+    for name in SIZES_NAMES:
         served = {key.split("/")[1] for key in outputs
                   if key.startswith(f"{name}/") and "/graph_mode/" not in key}
         assert served == set(MAP_KEYS + INSTANCE_KEYS), served
@@ -170,6 +250,8 @@ def test_the_graph_mode_loader_of_tf_serving_gives_the_same_outputs(exported, si
     for key in MAP_KEYS + INSTANCE_KEYS:
         np.testing.assert_array_equal(outputs[f"{name}/graph_mode/{key}"],
                                       outputs[f"{name}/{key}"], err_msg=key)
+        np.testing.assert_array_equal(outputs[f"batch/graph_mode/{key}"],
+                                      outputs[f"batch/{key}"], err_msg=key)
 
 
 def test_bad_inputs_get_clear_errors(exported):

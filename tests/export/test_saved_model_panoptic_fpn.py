@@ -63,11 +63,16 @@ def images():
 # About a minute on two busy cores (tracing and saving the serving graph): the
 # tests using it are slow.
 @pytest.fixture(scope="module")
-def signature(predictor, tmp_path_factory):
-    """The serving signature of `predictor` exported and reloaded."""
+def loaded(predictor, tmp_path_factory):
+    """The SavedModel of `predictor` exported and reloaded."""
     export_dir = str(tmp_path_factory.mktemp("export") / "saved_model")
     export_saved_model(predictor, export_dir, max_side=MAX_SIDE)
-    return tf.saved_model.load(export_dir).signatures["serving_default"]
+    return tf.saved_model.load(export_dir)
+
+
+@pytest.fixture(scope="module")
+def signature(loaded):
+    return loaded.signatures["serving_default"]
 
 
 @pytest.mark.slow
@@ -91,6 +96,28 @@ def test_the_reloaded_model_equals_the_in_process_predictor(predictor, images, s
                                expected[common.INSTANCE_SCORES], atol=1e-5, rtol=0)
     np.testing.assert_allclose(served[common.BOXES], expected[common.BOXES], atol=1e-3,
                                rtol=0)
+
+
+@pytest.mark.slow
+def test_the_batch_signature_equals_the_image_signature(predictor, images, loaded):
+    """Both test images in 64x96 slots (noise beyond the 50x70 one): each is
+    padded to 64x96 on its own too, so the predictions are the same."""
+    slots = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    for slot, (height, width) in zip(slots, SIZES):
+        slot[:height, :width] = images[(height, width)]
+    served = _numpy(loaded.signatures["serving_batch"](
+        images=tf.constant(slots), image_sizes=tf.constant(SIZES, tf.int32)))
+    for i, (height, width) in enumerate(SIZES):
+        expected = _numpy(predictor.predict_image(tf.constant(images[(height, width)])))
+        assert (expected[common.INSTANCE] > 0).any()
+        for key in MAP_KEYS + (common.INSTANCE_CLASSES, common.INSTANCE_PANOPTIC_IDS):
+            np.testing.assert_array_equal(served[key][i, :height, :width] if key in MAP_KEYS
+                                          else served[key][i], expected[key], err_msg=key)
+        np.testing.assert_allclose(served[common.INSTANCE_SCORES][i],
+                                   expected[common.INSTANCE_SCORES], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(served[common.BOXES][i], expected[common.BOXES],
+                                   atol=1e-3, rtol=0)
+    assert (served[common.SEMANTIC][0, 50:] == predictor.info.ignore_label).all()
 
 
 @pytest.mark.parametrize("size", SIZES)
