@@ -27,6 +27,7 @@ import tensorflow as tf
 from deeplab2 import common
 from deeplab2.benchmarks.data import make_scene
 from deeplab2.model import build_model, get_meta_architecture
+from deeplab2.training.optimizer import FusedAdam
 from deeplab2.training.train_loop import LoopOptions, TrainLoop
 
 DEFAULT_BACKBONES = ("mobilenet_v3_small", "resnet50")
@@ -55,7 +56,7 @@ def _loop(backbone: str, crop, output_stride: int, batch_size: int, jit_compile:
     family = get_meta_architecture(config.meta_architecture)
     batch = _batch(config, batch_size, seed)
     loop = TrainLoop(strategy, model, family.training_loss(config),
-                     keras.optimizers.Adam(1e-4),
+                     FusedAdam(1e-4),
                      lambda context, start: tf.data.Dataset.from_tensors(batch).repeat(),
                      work_dir, LoopOptions(num_steps=1 << 30, global_batch_size=batch_size,
                                            steps_per_loop=1, jit_compile=jit_compile))

@@ -138,6 +138,7 @@ class TrainLoop:
             self.preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
                 strategy.cluster_resolver, self.manager)
         self._loops = {}
+        self._step_function = None
         self._variables_finite = None
 
     def variables_finite(self) -> bool:
@@ -273,7 +274,11 @@ class TrainLoop:
             self._update(grads)
         return losses, _non_finite(losses)
 
-    def _build_loop(self, num_steps_in_loop: int):
+    def _build_step(self):
+        """The tf.function of one step (all micro-steps and the update) on a
+        distributed iterator; returns its losses and whether they are finite.
+        Shared by the loops of every size: the step, most of a run's start-up
+        time, is traced (and compiled) once."""
         strategy = self.strategy
 
         def reduced(replica_fn, iterator):
@@ -281,8 +286,8 @@ class TrainLoop:
             losses = {k: strategy.reduce("SUM", v, axis=None) for k, v in losses.items()}
             return losses, strategy.reduce("SUM", non_finite, axis=None)
 
-        # Functions of their own: called before and inside the loops below,
-        # they are traced once (tracing the step is most of a run's start-up time).
+        # A function of its own: called before and inside the loop below, it
+        # is traced once.
         @tf.function
         def micro_step(iterator):
             return reduced(self._replica_micro_step, iterator)
@@ -299,6 +304,13 @@ class TrainLoop:
                 non_finite += more_non_finite
             strategy.run(self._replica_update)
             return losses, non_finite == 0
+
+        return one_step
+
+    def _build_loop(self, num_steps_in_loop: int):
+        if self._step_function is None:
+            self._step_function = self._build_step()
+        one_step = self._step_function
 
         @tf.function
         def loop(iterator):

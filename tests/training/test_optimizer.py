@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab2.training.optimizer import PolyWithWarmup, StepDecayWithWarmup, build_optimizer
+from deeplab2.training.optimizer import (FusedAdam, FusedSGD, PolyWithWarmup,
+                                         StepDecayWithWarmup, build_optimizer)
 
 
 def _rates(schedule, steps):
@@ -157,3 +158,59 @@ def test_bad_l2_regularization_is_named(options, message):
     with pytest.raises(ValueError, match=f"build_optimizer.l2_regularization.*{re.escape(message)}"
                        if "both" not in message else "build_optimizer.give one"):
         build_optimizer(10, **options)
+
+
+def _train(optimizer, mode, steps=5):
+    """Weights of a 3-variable model after `steps` updates with fixed gradients
+    (a kernel, a bias and a batch-norm-like gamma), run eagerly, in a
+    tf.function or XLA-compiled."""
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.normal(size=shape).astype(np.float32), name=name)
+                 for shape, name in (((3, 3, 4, 8), "kernel"), ((8,), "bias"),
+                                     ((8,), "gamma"))]
+    optimizer.build(variables)
+    gradients = [[tf.constant(rng.normal(size=v.shape).astype(np.float32))
+                  for v in variables] for _ in range(steps)]
+
+    def step(grads):
+        optimizer.apply_gradients(zip(grads, variables))
+    if mode != "eager":
+        step = tf.function(step, jit_compile=mode == "xla")
+    for grads in gradients:
+        step(grads)
+    return [v.numpy() for v in variables]
+
+
+FUSED_AND_KERAS = {
+    "adam": (lambda: FusedAdam(0.01), lambda: keras.optimizers.Adam(0.01)),
+    "sgd_momentum": (lambda: FusedSGD(0.1, momentum=0.9),
+                     lambda: keras.optimizers.SGD(0.1, momentum=0.9)),
+    "sgd_nesterov": (lambda: FusedSGD(0.1, momentum=0.9, nesterov=True),
+                     lambda: keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)),
+    "sgd": (lambda: FusedSGD(0.1), lambda: keras.optimizers.SGD(0.1)),
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+@pytest.mark.parametrize("name", sorted(FUSED_AND_KERAS))
+def test_fused_updates_equal_keras_updates(name, mode):
+    fused, plain = FUSED_AND_KERAS[name]
+    expected = _train(plain(), "eager")
+    for got, want in zip(_train(fused(), mode), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_built_optimizers_put_one_fused_op_per_variable_in_the_step():
+    variables = [keras.Variable(np.ones((2, 2), np.float32)) for _ in range(3)]
+    for options, op_type in (({}, "ResourceApplyAdam"),
+                             ({"optimizer": "sgd"}, "ResourceApplyKerasMomentum"),
+                             ({"optimizer": "sgd", "momentum": 0.0},
+                              "ResourceApplyGradientDescent"),
+                             ({"optimizer": "sgd", "l2_regularization": 1e-4},
+                              "ResourceApplyKerasMomentum")):
+        optimizer = build_optimizer(num_steps=10, **options)
+        optimizer.build(variables)
+        graph = tf.function(lambda: optimizer.apply_gradients(
+            [(tf.ones((2, 2)), v) for v in variables])).get_concrete_function().graph
+        types = [op.type for op in graph.get_operations()]
+        assert types.count(op_type) == 3, (options, op_type)
