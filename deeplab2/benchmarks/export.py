@@ -10,7 +10,9 @@ and times, on the same random image of `--input_size`:
   with `--threads` threads (XNNPACK, LiteRT's default CPU delegate); int8
   calibrated on `--calibration_pattern` or, without it, on random images
   (the latency does not depend on the calibration's values);
-- `onnx`: the network in ONNX Runtime with `--threads` threads;
+- `onnx`: the network in ONNX Runtime with `--threads` threads (TensorFlow
+  runs with its default, a thread per core: set in-process, its thread
+  count could not change once TensorFlow started);
 - `host_postprocess`: deeplab2.export.tflite_postprocess on the network's
   raw outputs, what a file format adds to its network's time for maps.
 
@@ -59,7 +61,8 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="TFRecords calibrating int8 (default: random images)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS),
                         choices=list(FORMATS))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads of LiteRT and ONNX Runtime")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -115,7 +118,6 @@ def _network_file(name, model, input_size, args, rng, directory):
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
     """Exports and times every format; returns the JSON-ready results."""
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     model = _model(args)
     input_size = check_input_size(model.model_config, args.input_size)
