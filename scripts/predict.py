@@ -96,10 +96,11 @@ def _flag_error():
         if values[name].present:
             return f"--{name} applies to --model_dir only (an exported model has it built in)."
     if source != "saved_model":
-        for name in ("dataset", "fit_size"):
+        for name, applies_to, built_in in (("dataset", "--saved_model", "dataset"),
+                                           ("fit_size", "--model_dir", "input size")):
             if values[name].present:
-                return (f"--{name} applies to --model_dir and --saved_model only (a "
-                        f"{source} file has its dataset and input size built in).")
+                return (f"--{name} applies to {applies_to} only (the {source} file has "
+                        f"its {built_in} built in).")
     return None
 
 

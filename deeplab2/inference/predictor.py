@@ -51,16 +51,15 @@ def _image_size(images: tf.Tensor):
                  for i in (1, 2))
 
 
-def _pad_beyond_images(resized: tf.Tensor, image_sizes: tf.Tensor, source_size,
-                       pad_value) -> tf.Tensor:
-    """Sets the pixels of a resized padded batch that sample the source beyond
-    each image's last row or column (`image_sizes`, [batch, 2]) to `pad_value`.
+def _inside_images(image_sizes: tf.Tensor, out_size, source_size) -> tf.Tensor:
+    """[batch, out_H, out_W] bool: whether each pixel of a batch resized from
+    `source_size` to `out_size` samples the source within its image
+    (`image_sizes`, [batch, 2]); with equal sizes, whether it lies in it.
 
     Output row r samples source row r * (H - 1) / (out_H - 1); it lies within
     an image of height h when r * (H - 1) <= (h - 1) * (out_H - 1), exactly in
     int32 (sides up to 2**15).
     """
-    out_size = _image_size(resized)
     sizes = tf.cast(image_sizes, tf.int32)
     inside = []
     for axis in (0, 1):
@@ -68,7 +67,14 @@ def _pad_beyond_images(resized: tf.Tensor, image_sizes: tf.Tensor, source_size,
         out = tf.cast(out_size[axis], tf.int32)
         index = tf.range(out)[None, :]
         inside.append(index * (source - 1) <= (sizes[:, axis:axis + 1] - 1) * (out - 1))
-    mask = tf.logical_and(inside[0][:, :, None], inside[1][:, None, :])
+    return tf.logical_and(inside[0][:, :, None], inside[1][:, None, :])
+
+
+def _pad_beyond_images(resized: tf.Tensor, image_sizes: tf.Tensor, source_size,
+                       pad_value) -> tf.Tensor:
+    """Sets the pixels of a resized padded batch that sample the source beyond
+    each image's last row or column (`image_sizes`, [batch, 2]) to `pad_value`."""
+    mask = _inside_images(image_sizes, _image_size(resized), source_size)
     return tf.where(mask[..., None], resized, tf.constant(pad_value, resized.dtype))
 
 
@@ -290,15 +296,14 @@ class Predictor:
         images = tf.cast(images, tf.float32)
         sizes = tf.cast(image_sizes, tf.int32)
         height, width = _image_size(images)
-        images = _pad_beyond_images(images, sizes, (height, width), self.config.pad_value)
+        inside = _inside_images(sizes, (height, width), (height, width))
+        images = tf.where(inside[..., None], images,
+                          tf.constant(self.config.pad_value, images.dtype))
         target = (self.family.padded_size(height, self.config),
                   self.family.padded_size(width, self.config))
         images = pad_image(images, [[0, 0], [0, target[0] - height],
                                     [0, target[1] - width], [0, 0]], self.config.pad_value)
         predictions = self(images, image_sizes=sizes)
-        rows = tf.range(height)[None, :, None] < sizes[:, 0, None, None]
-        columns = tf.range(width)[None, None, :] < sizes[:, 1, None, None]
-        inside = rows & columns
         void = {common.PANOPTIC: self.info.ignore_panoptic_id,
                 common.SEMANTIC: self.info.ignore_label, common.INSTANCE: 0}
         outputs = {}

@@ -138,29 +138,25 @@ class FusedAdam(keras.optimizers.Adam):
             grad=tf.cast(gradient, dtype))
 
 
-def _fused_sgd_step(optimizer: keras.optimizers.SGD, gradient, variable, learning_rate):
-    """Keras' SGD update (m = momentum m - lr g; w += m, or with Nesterov
-    w += momentum m - lr g; without momentum w -= lr g) as one fused op."""
-    dtype = variable.dtype
-    learning_rate, gradient = tf.cast(learning_rate, dtype), tf.cast(gradient, dtype)
-    if optimizer.momentum == 0:
-        tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=learning_rate,
-                                                delta=gradient)
-        return
-    accumulator = optimizer.momentums[optimizer._get_variable_index(variable)]
-    tf.raw_ops.ResourceApplyKerasMomentum(
-        var=variable.handle, accum=accumulator.handle, lr=learning_rate, grad=gradient,
-        momentum=tf.constant(optimizer.momentum, dtype), use_nesterov=optimizer.nesterov)
-
-
 @keras.saving.register_keras_serializable(package="deeplab2")
 class FusedSGD(keras.optimizers.SGD):
-    """Keras' SGD with one fused training op per variable."""
+    """Keras' SGD (m = momentum m - lr g; w += m, or with Nesterov
+    w += momentum m - lr g; without momentum w -= lr g) with one fused
+    training op per variable."""
 
     def update_step(self, gradient, variable, learning_rate):
         if not _fusable(gradient, variable):
             return super().update_step(gradient, variable, learning_rate)
-        _fused_sgd_step(self, gradient, variable, learning_rate)
+        dtype = variable.dtype
+        learning_rate, gradient = tf.cast(learning_rate, dtype), tf.cast(gradient, dtype)
+        if self.momentum == 0:
+            tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=learning_rate,
+                                                    delta=gradient)
+            return
+        accumulator = self.momentums[self._get_variable_index(variable)]
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=variable.handle, accum=accumulator.handle, lr=learning_rate, grad=gradient,
+            momentum=tf.constant(self.momentum, dtype), use_nesterov=self.nesterov)
 
 
 @keras.saving.register_keras_serializable(package="deeplab2")

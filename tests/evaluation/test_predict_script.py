@@ -355,8 +355,11 @@ def test_fit_size_flag_reaches_the_predictor(setup, photos, tmp_path):
     (("--images=x.jpg", "--model_dir=x", "--onnx=x.onnx"),
      "error: give exactly one of --model_dir, --saved_model, --tflite and --onnx."),
     (("--images=x.jpg", "--tflite=x.tflite", "--dataset=synthetic"),
-     "error: --dataset applies to --model_dir and --saved_model only (a tflite file has "
-     "its dataset and input size built in)."),
+     "error: --dataset applies to --saved_model only (the tflite file has its dataset built "
+     "in)."),
+    (("--images=x.jpg", "--onnx=x.onnx", "--fit_size=33,65"),
+     "error: --fit_size applies to --model_dir only (the onnx file has its input size built "
+     "in)."),
     (("--file_pattern=x", "--onnx=x.onnx"),
      "error: --onnx predicts --images only; predict TFRecords from --model_dir."),
     (("--images=x.jpg", "--saved_model=x", "--dataset=synthetic", "--flip"),
