@@ -9,13 +9,17 @@ import importlib
 import importlib.util
 import os
 
+from deeplab2.utils import quiet_tensorflow
+
 __version__ = "0.2.0"
 
 # Quiet by default: no TensorFlow C++ INFO or WARNING lines (set
 # TF_CPP_MIN_LOG_LEVEL=0, or pass --verbosity to a command, to see them); its
 # graph optimizer warns, for instance, once per RoIAlign of unknown box count.
-# Effective when deeplab2 is imported before TensorFlow.
+# Effective when deeplab2 is imported before TensorFlow; so is hiding the lines
+# TensorFlow's libraries print while loading (`utils.quiet_tensorflow`).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_tensorflow.install()
 
 if importlib.util.find_spec("tensorflow") is None:
     raise ImportError("deeplab2 needs TensorFlow 2.21: install it with the package, "
