@@ -3,10 +3,10 @@
 `python -m deeplab2.quickstart` generates the synthetic scenes, converts them to
 sharded TFRecords (reused when already there), prints a summary of the data,
 renders pictures of the ground truth, trains a small model of the `--model`
-family (Panoptic-DeepLab with deeplab2/configs/synthetic/quickstart.gin, or
-Panoptic FPN with synthetic/panoptic_fpn_quickstart.gin), evaluates it on the
-val split (PQ / SQ / RQ, mIoU, mask AP, box AP for Panoptic FPN, prediction
-pictures) and exports it as a SavedModel. Outputs go to `--data_dir` and
+family (Panoptic-DeepLab with deeplab2/configs/synthetic/quickstart.gin,
+Panoptic FPN with synthetic/panoptic_fpn_quickstart.gin or UPSNet with
+synthetic/upsnet_quickstart.gin), evaluates it on the val split (PQ / SQ / RQ,
+mIoU, mask AP, box AP for the top-down families, prediction pictures) and exports it as a SavedModel. Outputs go to `--data_dir` and
 `--output_dir`; a finished training run is reused.
 """
 import collections
@@ -22,10 +22,10 @@ from deeplab2.data.dataset_info import get_dataset_info
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Where the synthetic TFRecords go.")
-flags.DEFINE_enum("model", "panoptic_deeplab", ["panoptic_deeplab", "panoptic_fpn"],
+flags.DEFINE_enum("model", "panoptic_deeplab", ["panoptic_deeplab", "panoptic_fpn", "upsnet"],
                   "The model family trained.")
 flags.DEFINE_string("output_dir", None, "Where pictures and results go (default: "
-                    "runs/quickstart, runs/quickstart_panoptic_fpn for Panoptic FPN).")
+                    "runs/quickstart, or runs/quickstart_<model> for another --model).")
 flags.DEFINE_integer("num_train", 400, "Synthetic training scenes.")
 flags.DEFINE_integer("num_val", 50, "Synthetic validation scenes.")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic scenes.")
@@ -40,6 +40,7 @@ SPLITS = ("train", "val")
 MODELS = {
     "panoptic_deeplab": ("synthetic/quickstart.gin", "runs/quickstart"),
     "panoptic_fpn": ("synthetic/panoptic_fpn_quickstart.gin", "runs/quickstart_panoptic_fpn"),
+    "upsnet": ("synthetic/upsnet_quickstart.gin", "runs/quickstart_upsnet"),
 }
 
 
@@ -158,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> None:
           f"{model_dir}/train")
     export_dir = os.path.join(output_dir, "saved_model")
     export_model(model_dir, export_dir)
-    boxes = ", boxes" if FLAGS.model == "panoptic_fpn" else ""
+    boxes = ", boxes" if FLAGS.model != "panoptic_deeplab" else ""
     print(f"Exported SavedModel (uint8 image of any size -> panoptic, semantic, instance "
           f"maps, instance scores{boxes}): {export_dir}")
 

@@ -32,6 +32,12 @@ COUNTS = {
     "cityscapes/panoptic_fpn_r50.gin": (45_608_531, 506_460_676_096),
     "cityscapes/panoptic_fpn_r101.gin": (64_574_547, 661_616_369_664),
     "synthetic/panoptic_fpn_quickstart.gin": (1_750_104, 3_527_070_976),
+    # UPSNet (keras-layout ResNets: COCO R50 is the paper's 46,076,784 plus
+    # the 26,560 conv biases).
+    "coco/upsnet_r50.gin": (46_103_344, 142_365_785_088),
+    "cityscapes/upsnet_r50.gin": (44_501_244, 456_060_395_520),
+    "cityscapes/upsnet_r101.gin": (63_467_260, 611_216_089_088),
+    "synthetic/upsnet_quickstart.gin": (1_693_249, 3_506_387_200),
 }
 
 # Config -> (paper, table, label) of its row in tests/model/test_paper_tables.py.

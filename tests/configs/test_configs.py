@@ -197,6 +197,27 @@ TOP_DOWN_RECIPES = {
     },
 }
 
+# UPSNet recipes (SPEC_TOP_DOWN.md section 6; paper 001 sections 4 and 6.1):
+# Panoptic FPN's with a single COCO training scale, whole Cityscapes images
+# and a 1500-step warmup from 0.1 x lr.
+_UPSNET_WARMUP = {"build_optimizer.warmup_steps": 1500,
+                  "build_optimizer.warmup_start_factor": 0.1}
+UPSNET_RECIPES = {
+    "coco": {**TOP_DOWN_RECIPES["coco"], **_UPSNET_WARMUP,
+             "TrainingInput.shorter_side": (800, 800)},
+    "cityscapes": {
+        **TOP_DOWN_RECIPES["cityscapes"], **_UPSNET_WARMUP,
+        "build_model.crop_size": (1024, 2048),
+        "Trainer.global_batch_size": 16,
+        "Trainer.num_steps": 12_000,
+        "build_optimizer.learning_rate": 0.02,
+        "build_optimizer.decay_boundaries": (9000,),
+        "TrainingInput.shorter_side": (800, 1024),  # replaces the scale range
+        "TrainingInput.max_longer_side": 2048,
+    },
+    "synthetic": TOP_DOWN_RECIPES["synthetic"],
+}
+
 # What a backbone's file changes in its dataset's recipe, as its comments say.
 _SWIDERNET = {"build_optimizer.learning_rate": 1e-4}  # paper 004 Sec. 4
 _SWIDERNET_COCO = {**_SWIDERNET, "Trainer.num_steps": 500_000}
@@ -232,7 +253,7 @@ POSTPROCESS = {
 
 # Configs whose model is counted by default: one per backbone family
 # (MobileNetV3, ResNet at output stride 32 and 16, Xception, Wide-ResNet, fast
-# and strong SWideRNet), Panoptic FPN R50 and both quickstarts. Counting the others (other
+# and strong SWideRNet), Panoptic FPN R50 and the quickstarts. Counting the others (other
 # datasets' heads, deeper variants) doubles the time: they are marked slow.
 REPRESENTATIVE = (
     "cityscapes/mobilenet_v3_large_os16.gin",
@@ -245,6 +266,7 @@ REPRESENTATIVE = (
     "synthetic/quickstart.gin",
     "coco/panoptic_fpn_r50.gin",
     "synthetic/panoptic_fpn_quickstart.gin",
+    "synthetic/upsnet_quickstart.gin",
 )
 
 # backbone_kwargs keys that change training, not the architecture.
@@ -357,6 +379,10 @@ def test_config(parsed, monkeypatch, tmp_path):
     if config.meta_architecture == "panoptic_fpn":
         expected = TOP_DOWN_RECIPES[info.name]
         postprocess = dict(score_threshold=0.5, overlap_threshold=0.5,
+                           stuff_area_limit=info.stuff_area_limit)
+    elif config.meta_architecture == "upsnet":
+        expected = UPSNET_RECIPES[info.name]
+        postprocess = dict(score_threshold=0.6, nms_threshold=0.5, overlap_threshold=0.3,
                            stuff_area_limit=info.stuff_area_limit)
     else:
         expected = {**RECIPES[info.name], **RECIPE_CHANGES.get(name, {})}

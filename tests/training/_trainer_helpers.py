@@ -49,3 +49,33 @@ def event_scalars(event_dir, tag):
                 if value.tag == tag:
                     values[event.step] = float(tf.make_ndarray(value.tensor))
     return [values[step] for step in sorted(values)]
+
+
+def overfit_coco(tmp_path, shared_data, gin):
+    """Converts the real COCO sample, runs trainer.py --mode=train_and_eval on
+    it with the `gin` config (an overfit_coco*.gin), and returns its total
+    loss curve and the metrics of its final evaluation."""
+    import json
+
+    import pytest
+
+    from deeplab2.data.converters.coco import convert_coco
+
+    root = shared_data / "coco_panoptic"
+    if not root.is_dir():
+        pytest.skip(f"the COCO panoptic sample is not at {root}")
+    convert_coco(str(root / "panoptic_examples.json"), str(root / "panoptic"),
+                 str(root / "images"), str(tmp_path / "data"), split="val", num_workers=1)
+    pattern = f"{tmp_path}/data/val-*.tfrecord"
+    model_dir = tmp_path / "run"
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "trainer.py"),
+               f"--gin_config={gin}", f"--model_dir={model_dir}", "--mode=train_and_eval",
+               f"--gin_bindings=Trainer.train_file_pattern = '{pattern}'",
+               f"--gin_bindings=Evaluator.file_pattern = '{pattern}'"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800,
+                            env=quiet_env(), cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = sorted((model_dir / "eval").glob("metrics-*.json"),
+                     key=lambda path: int(path.stem.split("-")[1]))
+    return (event_scalars(model_dir / "train", "losses/total_loss"),
+            json.loads(metrics[-1].read_text()))

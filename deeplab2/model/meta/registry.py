@@ -13,6 +13,7 @@ _REGISTRY: Dict[str, MetaArchitecture] = {}
 _BUILT_IN = {
     "panoptic_deeplab": "deeplab2.model.panoptic_deeplab",
     "panoptic_fpn": "deeplab2.model.panoptic_fpn",
+    "upsnet": "deeplab2.model.upsnet",
 }
 
 

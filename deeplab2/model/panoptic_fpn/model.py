@@ -115,6 +115,14 @@ class PanopticFPN(keras.Model):
         detection_score_threshold, detection_nms, max_detections: inference
             detections (0.05, 0.5, 100).
         pixel_mean, pixel_std: input normalization, scalars or (R, G, B).
+        fpn_global_context: add C5's projected global average to the P5
+            lateral (`fpn.FPN`; UPSNet on COCO).
+        semantic_head: the semantic head layer, reading the pyramid dict;
+            None builds the semantic FPN branch (`semantic_channels`,
+            `semantic_groups`). A family with another head (UPSNet) passes it
+            and overrides `_semantic_outputs`.
+        background_outputs: box deltas and masks also for the background
+            class, never read (Detectron1's layout, `BoxHead`; UPSNet).
     """
 
     def __init__(self, backbone, num_thing_classes, num_semantic_classes, *,
@@ -123,6 +131,7 @@ class PanopticFPN(keras.Model):
                  rpn_pre_nms_top_k_test=1000, rpn_post_nms_top_k=1000,
                  rpn_nms_threshold=0.7, roi_samples=512, detection_score_threshold=0.05,
                  detection_nms=0.5, max_detections=100, pixel_mean=127.5, pixel_std=127.5,
+                 fpn_global_context=False, semantic_head=None, background_outputs=False,
                  **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
@@ -149,12 +158,16 @@ class PanopticFPN(keras.Model):
                        / np.array(self.pixel_std, np.float64)).astype(np.float32)
         self.roi_sample_rule = sampling.SampleRule(roi_samples, ROI_POSITIVE_FRACTION)
 
-        self.fpn = FPN(fpn_channels, name="fpn")
+        self.fpn_global_context = fpn_global_context
+        self.fpn = FPN(fpn_channels, global_context=fpn_global_context, name="fpn")
         self.rpn_head = RPNHead(channels=fpn_channels, name="rpn_head")
-        self.semantic_head = SemanticFPN(num_semantic_classes, semantic_channels,
-                                         semantic_groups, name="semantic_head")
-        self.box_head = BoxHead(num_thing_classes, box_fc_channels, name="box_head")
-        self.mask_head = MaskHead(num_thing_classes, mask_channels, name="mask_head")
+        self.semantic_head = (semantic_head if semantic_head is not None else SemanticFPN(
+            num_semantic_classes, semantic_channels, semantic_groups, name="semantic_head"))
+        self.background_outputs = background_outputs
+        self.box_head = BoxHead(num_thing_classes, box_fc_channels,
+                                background_outputs=background_outputs, name="box_head")
+        self.mask_head = MaskHead(num_thing_classes, mask_channels,
+                                  background_outputs=background_outputs, name="mask_head")
 
     def build(self, input_shape):
         batch, height, width = tuple(input_shape)[:3]
@@ -178,7 +191,7 @@ class PanopticFPN(keras.Model):
         images = ops.cast(inputs, "float32") / self._scale - self._shift
         pyramid = self.fpn(self.backbone(images, training=training))
         rpn = self.rpn_head(pyramid)
-        outputs = {common.SEMANTIC_LOGITS: ops.cast(self.semantic_head(pyramid), "float32")}
+        semantic = self._semantic_outputs(pyramid)
         anchors = fpn_level_anchors(height, width)
         proposals = batched.batch_proposals(
             rpn["logits"], rpn["deltas"], anchors, (height, width),
@@ -186,11 +199,17 @@ class PanopticFPN(keras.Model):
                            else self.rpn_pre_nms_top_k_test),
             post_nms_top_k=self.rpn_post_nms_top_k, iou_threshold=self.rpn_nms_threshold)
         levels = {level: pyramid[f"p{level}"] for level in (2, 3, 4, 5)}
+        outputs = {common.SEMANTIC_LOGITS: semantic[common.SEMANTIC_LOGITS]}
         if training:
-            outputs.update(self._training_heads(levels, rpn, proposals, targets))
+            outputs.update(self._training_heads(levels, rpn, proposals, targets, semantic))
         else:
-            outputs.update(self._inference_heads(levels, proposals, (height, width)))
+            outputs.update(self._inference_heads(levels, proposals, (height, width), semantic))
         return outputs
+
+    def _semantic_outputs(self, pyramid):
+        """{SEMANTIC_LOGITS: float32 logits at input resolution}, plus what a
+        subclass's heads read."""
+        return {common.SEMANTIC_LOGITS: ops.cast(self.semantic_head(pyramid), "float32")}
 
     def _box_head_on(self, levels, boxes):
         """Box head outputs ([B, N, K + 1], [B, N, 4K]) of boxes [B, N, 4]."""
@@ -215,7 +234,11 @@ class PanopticFPN(keras.Model):
         shape = tf.concat([tf.shape(boxes)[:2], tf.shape(values)[1:]], 0)
         return tf.cast(tf.reshape(values, shape), tf.float32)
 
-    def _inference_heads(self, levels, proposals, image_size):
+    def _inference_heads(self, levels, proposals, image_size, semantic):
+        return self._detect(levels, proposals, image_size)[0]
+
+    def _detect(self, levels, proposals, image_size):
+        """The detection outputs and the detected class's mask logits [B, D, 28, 28]."""
         class_logits, box_deltas = self._box_head_on(levels, proposals.boxes)
         detections = batched.batch_detections(
             tf.nn.softmax(class_logits), box_deltas, proposals.boxes, proposals.valid,
@@ -232,9 +255,9 @@ class PanopticFPN(keras.Model):
             common.DETECTION_VALID: tf.cast(valid, tf.int32),
             common.MASK_PROBABILITIES: tf.where(valid[:, :, None, None],
                                                 tf.sigmoid(class_masks), 0.0),
-        }
+        }, class_masks
 
-    def _training_heads(self, levels, rpn, proposals, targets):
+    def _training_heads(self, levels, rpn, proposals, targets, semantic):
         rois = roi_targets.sample_rois(
             proposals.boxes, proposals.valid, targets[gt.GT_BOXES], targets[gt.GT_CLASSES],
             targets[gt.GT_PANOPTIC_IDS], targets[gt.GT_VALID],
@@ -273,7 +296,9 @@ class PanopticFPN(keras.Model):
             rpn_nms_threshold=self.rpn_nms_threshold, roi_samples=self.roi_samples,
             detection_score_threshold=self.detection_score_threshold,
             detection_nms=self.detection_nms, max_detections=self.max_detections,
-            pixel_mean=self.pixel_mean, pixel_std=self.pixel_std)
+            pixel_mean=self.pixel_mean, pixel_std=self.pixel_std,
+            fpn_global_context=self.fpn_global_context,
+            background_outputs=self.background_outputs)
         return config
 
     @classmethod

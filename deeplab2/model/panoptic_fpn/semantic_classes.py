@@ -4,8 +4,9 @@ Two label spaces, chosen by the `semantic_other_class` option:
 - with 'other' (COCO, paper 003 section 4.1): channel 0 is 'other', which every
   thing pixel targets (crowd included), and channel 1 + i is the dataset's
   i-th stuff class (`DatasetInfo.stuff_ids` order); COCO has 1 + 53 channels;
-- without (Cityscapes): channel c is dataset class c, things included (19 on
-  Cityscapes); thing predictions are discarded at fusion.
+- without (Cityscapes): one channel per dataset class but the void one, in id
+  order, things included (19 on Cityscapes, 133 on COCO whose class 0 is
+  void); thing predictions are discarded at fusion.
 Void pixels are no target (-1). At inference 'other' maps to the ignore label,
 which never forms a stuff segment.
 """
@@ -25,7 +26,7 @@ def channel_classes(info: DatasetInfo, other_class: bool) -> Tuple[int, ...]:
     """The dataset class id of each channel, OTHER for the 'other' channel."""
     if other_class:
         return (OTHER,) + tuple(info.stuff_ids)
-    return tuple(range(info.num_classes))
+    return tuple(c for c in range(info.num_classes) if c != info.ignore_label)
 
 
 def num_channels(info: DatasetInfo, other_class: bool) -> int:

@@ -24,12 +24,16 @@ class BoxHead(keras.layers.Layer):
     Args:
         num_classes: K, the number of thing classes.
         fc_channels: width of both fc layers.
+        background_outputs: Detectron1's layout, deltas for K + 1 classes
+            with the background's first; its columns are dropped from the
+            output, so only the parameter count (UPSNet's 46.1M) changes.
     """
 
-    def __init__(self, num_classes, fc_channels=1024, **kwargs):
+    def __init__(self, num_classes, fc_channels=1024, background_outputs=False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.fc_channels = fc_channels
+        self.background_outputs = background_outputs
         self.fc1 = keras.layers.Dense(fc_channels, activation="relu",
                                       kernel_initializer=_FC_INITIALIZER, name="fc1")
         self.fc2 = keras.layers.Dense(fc_channels, activation="relu",
@@ -38,7 +42,7 @@ class BoxHead(keras.layers.Layer):
             num_classes + 1, name="classifier",
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
         self.box_regressor = keras.layers.Dense(
-            4 * num_classes, name="box_regressor",
+            4 * (num_classes + int(background_outputs)), name="box_regressor",
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
 
     def build(self, input_shape):
@@ -55,10 +59,12 @@ class BoxHead(keras.layers.Layer):
     def call(self, roi_features):
         flat = ops.reshape(roi_features, (-1, math.prod(roi_features.shape[1:])))
         hidden = self.fc2(self.fc1(flat))
+        deltas = self.box_regressor(hidden)
         return {"class_logits": self.classifier(hidden),
-                "box_deltas": self.box_regressor(hidden)}
+                "box_deltas": deltas[:, 4:] if self.background_outputs else deltas}
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, fc_channels=self.fc_channels)
+        config.update(num_classes=self.num_classes, fc_channels=self.fc_channels,
+                      background_outputs=self.background_outputs)
         return config

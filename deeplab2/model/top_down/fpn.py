@@ -4,6 +4,10 @@ SPEC_TOP_DOWN.md section 1: 1x1 laterals (with bias) on C2..C5, a top-down
 pathway of nearest x2 upsampling + add, a 3x3 conv (with bias) per level
 giving P2..P5, and P6 = max pool with kernel 1 and stride 2 of P5 (for the
 RPN). No normalization.
+
+With `global_context` (UPSNet on COCO, paper 001 section 4.1), the global
+average of C5 goes through a fully connected layer to `channels` and is added
+to the P5 lateral before the top-down pathway and P5's 3x3 conv.
 """
 import collections
 
@@ -60,11 +64,17 @@ class FPN(keras.layers.Layer):
 
     Args:
         channels: channels of every lateral and output conv (256).
+        global_context: add a fully connected projection of C5's global
+            average to the P5 lateral (UPSNet on COCO).
     """
 
-    def __init__(self, channels=256, **kwargs):
+    def __init__(self, channels=256, global_context=False, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
+        self.global_context = global_context
+        self.context_fc = (keras.layers.Dense(channels, kernel_initializer=_KERNEL_INITIALIZER,
+                                              name="global_context")
+                           if global_context else None)
         self.lateral_convs = [
             keras.layers.Conv2D(channels, 1, kernel_initializer=_KERNEL_INITIALIZER,
                                 name=f"lateral{level}")
@@ -89,6 +99,8 @@ class FPN(keras.layers.Layer):
             shape = tuple(input_shape[key])
             lateral.build(shape)
             output.build(shape[:3] + (self.channels,))
+        if self.context_fc is not None:
+            self.context_fc.build((input_shape["res5"][0], input_shape["res5"][-1]))
 
     def compute_output_shape(self, input_shape):
         shapes = {}
@@ -106,6 +118,9 @@ class FPN(keras.layers.Layer):
         for level, lateral, output in reversed(list(zip(
                 INPUT_LEVELS, self.lateral_convs, self.output_convs))):
             x = lateral(features[f"res{level}"])
+            if self.context_fc is not None and level == INPUT_LEVELS[-1]:
+                context = self.context_fc(ops.mean(features[f"res{level}"], axis=(1, 2)))
+                x = x + context[:, None, None, :]
             if merged is not None:
                 x = x + upsample_like(merged, x)
             merged = x
@@ -116,5 +131,5 @@ class FPN(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(channels=self.channels)
+        config.update(channels=self.channels, global_context=self.global_context)
         return config

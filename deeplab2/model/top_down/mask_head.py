@@ -26,12 +26,16 @@ class MaskHead(keras.layers.Layer):
     Args:
         num_classes: K, the number of thing classes.
         channels: width of the convs and of the transposed conv.
+        background_outputs: Detectron1's layout, K + 1 mask channels with the
+            background's first; it is dropped from the output, so only the
+            parameter count (UPSNet's 46.1M) changes.
     """
 
-    def __init__(self, num_classes, channels=256, **kwargs):
+    def __init__(self, num_classes, channels=256, background_outputs=False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.channels = channels
+        self.background_outputs = background_outputs
         self.convs = [
             keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
                                 kernel_initializer=_he_normal_fan_out(),
@@ -41,7 +45,7 @@ class MaskHead(keras.layers.Layer):
             channels, 2, strides=2, activation="relu",
             kernel_initializer=_he_normal_fan_out(), name="upsample")
         self.predictor = keras.layers.Conv2D(
-            num_classes, 1, name="predictor",
+            num_classes + int(background_outputs), 1, name="predictor",
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
         tracking.track_for_checkpoint(self, self.convs)
 
@@ -61,9 +65,11 @@ class MaskHead(keras.layers.Layer):
         x = roi_features
         for conv in self.convs:
             x = conv(x)
-        return self.predictor(self.upsample(x))
+        logits = self.predictor(self.upsample(x))
+        return logits[..., 1:] if self.background_outputs else logits
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, channels=self.channels)
+        config.update(num_classes=self.num_classes, channels=self.channels,
+                      background_outputs=self.background_outputs)
         return config

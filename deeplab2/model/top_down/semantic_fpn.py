@@ -37,6 +37,21 @@ def upsample(x, factor):
     return tf.image.resize(x, (factor * height, factor * width), method="bilinear")
 
 
+def level_shapes(input_shape, owner: str):
+    """{l: shape} of pyramid levels P2..P5 of a head's input shape dict;
+    ValueError naming `owner` unless level l is exactly 2**(l - 2) times
+    smaller than P2 where sizes are known."""
+    shapes = {level: tuple(input_shape[f"p{level}"]) for level in INPUT_LEVELS}
+    for level, shape in shapes.items():
+        scale = 2 ** (level - 2)
+        for p2, n in zip(shapes[2][1:3], shape[1:3]):
+            if p2 is not None and n is not None and p2 != scale * n:
+                raise ValueError(
+                    f"{owner} needs p{level} exactly {scale} times smaller than p2 (inputs "
+                    f"padded to a multiple of 32); got p2 {shapes[2]} and p{level} {shape}")
+    return shapes
+
+
 @keras.saving.register_keras_serializable(package="deeplab2")
 class SemanticFPN(keras.layers.Layer):
     """Predicts semantic logits from FPN levels P2..P5.
@@ -73,15 +88,7 @@ class SemanticFPN(keras.layers.Layer):
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
 
     def build(self, input_shape):
-        shapes = {level: tuple(input_shape[f"p{level}"]) for level in INPUT_LEVELS}
-        for level, shape in shapes.items():
-            scale = 2 ** (level - 2)
-            for p2, n in zip(shapes[2][1:3], shape[1:3]):
-                if p2 is not None and n is not None and p2 != scale * n:
-                    raise ValueError(
-                        f"SemanticFPN needs p{level} exactly {scale} times smaller than p2 "
-                        f"(inputs padded to a multiple of 32); got p2 {shapes[2]} and "
-                        f"p{level} {shape}")
+        shapes = level_shapes(input_shape, "SemanticFPN")
         for level, conv, norm in zip(STAGE_LEVELS, self.convs, self.norms):
             conv.build(shapes[level])
             shapes[level] = shapes[level][:3] + (self.channels,)

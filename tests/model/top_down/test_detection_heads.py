@@ -55,6 +55,30 @@ def test_parameters_add_up_to_torchvision_mask_rcnn():
     assert R50_CONVS + _detection_params(91) - one_logit == 44_401_393
 
 
+def test_background_outputs_add_detectron1s_unused_class_0():
+    # 4 deltas and a mask channel more (UPSNet's 46.1M), outputs unchanged in shape.
+    assert _count_params(box_head.BoxHead(80, background_outputs=True),
+                         (1, 7, 7, 256)) == 14_306_705 + 4 * (1024 + 1)
+    assert _count_params(mask_head.MaskHead(80, background_outputs=True),
+                         (1, 14, 14, 256)) == 2_643_280 + (256 + 1)
+    features = _normal((3, 7, 7, 8))
+    boxes = box_head.BoxHead(5, fc_channels=16, background_outputs=True)
+    outputs = boxes(features)
+    assert outputs["box_deltas"].shape == (3, 20)
+    hidden = boxes.fc2(boxes.fc1(features.reshape(3, -1)))
+    np.testing.assert_allclose(outputs["box_deltas"], boxes.box_regressor(hidden)[:, 4:],
+                               rtol=1e-6)
+    masks = mask_head.MaskHead(5, channels=8, background_outputs=True)
+    rois = _normal((3, 14, 14, 8))
+    logits = masks(rois)
+    assert logits.shape == (3, 28, 28, 5)
+    x = rois
+    for conv in masks.convs:
+        x = conv(x)
+    np.testing.assert_allclose(logits, masks.predictor(masks.upsample(x))[..., 1:], rtol=1e-6)
+    assert mask_head.MaskHead.from_config(masks.get_config()).background_outputs
+
+
 def test_rpn_outputs_are_flattened_by_row_column_anchor():
     num_anchors, channels = 3, 8
     head = rpn_head.RPNHead(num_anchors=num_anchors, channels=channels)

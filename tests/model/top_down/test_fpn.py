@@ -46,12 +46,16 @@ def _conv_same(x, kernel, bias):
     return out + bias
 
 
-def _numpy_fpn(features, weights):
-    """Reference pyramid: `weights[l]` = (lateral kernel, bias, output kernel, bias)."""
+def _numpy_fpn(features, weights, context=None):
+    """Reference pyramid: `weights[l]` = (lateral kernel, bias, output kernel, bias);
+    `context` (kernel, bias) of the global-context layer added to the P5 lateral."""
     outputs, merged = {}, None
     for level in reversed(fpn.INPUT_LEVELS):
         lateral_kernel, lateral_bias, output_kernel, output_bias = weights[level]
         x = _conv_same(features[f"res{level}"], lateral_kernel, lateral_bias)
+        if context is not None and level == 5:
+            pooled = features["res5"].astype(np.float64).mean(axis=(1, 2))
+            x = x + (pooled @ context[0] + context[1])[:, None, None, :]
         if merged is not None:
             rows = np.arange(x.shape[1]) // 2
             cols = np.arange(x.shape[2]) // 2
@@ -95,9 +99,16 @@ def test_levels_have_the_strides_of_their_specs(height, width):
         assert expected["p2"][1:3] == (16, 32) and expected["p6"][1:3] == (1, 2)
 
 
-@pytest.mark.parametrize("height, width", [(25, 19), (32, 24)])
-def test_top_down_pathway_matches_numpy(height, width):
-    layer = fpn.FPN(channels=4)
+def test_parameters_with_global_context_add_the_fc_of_upsnet():
+    # UPSNet on COCO: GAP(res5) -> fc 2048 -> 256, 524,544 parameters (SPEC_TOP_DOWN.md).
+    layer = fpn.FPN(global_context=True)
+    assert _count_params(layer, _feature_shapes(64, 64, R50_CHANNELS)) == 3_344_384 + 524_544
+
+
+@pytest.mark.parametrize("height, width, global_context",
+                         [(25, 19, False), (32, 24, False), (32, 24, True)])
+def test_top_down_pathway_matches_numpy(height, width, global_context):
+    layer = fpn.FPN(channels=4, global_context=global_context)
     shapes = _feature_shapes(height, width, (3, 4, 5, 6))
     layer.build(shapes)
     rng = np.random.default_rng(1)
@@ -110,9 +121,15 @@ def test_top_down_pathway_matches_numpy(height, width):
         for variable, value in zip((lateral.kernel, lateral.bias, output.kernel, output.bias),
                                    weights[level]):
             variable.assign(value)
+    context = None
+    if global_context:
+        context = tuple(rng.normal(size=w.shape).astype("float32")
+                        for w in (layer.context_fc.kernel, layer.context_fc.bias))
+        layer.context_fc.kernel.assign(context[0])
+        layer.context_fc.bias.assign(context[1])
     features = _features(shapes, seed=2)
     outputs = layer(features)
-    expected = _numpy_fpn(features, weights)
+    expected = _numpy_fpn(features, weights, context)
     for level in expected:
         np.testing.assert_allclose(outputs[level], expected[level], rtol=1e-4, atol=1e-4)
 

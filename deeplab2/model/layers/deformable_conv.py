@@ -1,0 +1,119 @@
+"""Deformable convolution v1 (Dai et al. 2017), UPSNet's semantic-head layer.
+
+Output pixel p sums, over the k x k taps p_t of an ordinary 'same' convolution
+(stride 1), the input sampled at p + p_t + offset_t(p), weighted by the tap's
+kernel. The offsets come from a plain k x k convolution of the same input with
+2 k^2 channels, (dy, dx) per tap in row-major order, started at zero so a new
+layer is an ordinary convolution (SPEC_TOP_DOWN.md section 3). Sampling is
+bilinear with zero padding: a corner of the bilinear cell outside the map
+contributes nothing.
+
+The sampling is four `tf.gather`s per tap on the [B * H * W, C] input; their
+gradient is a segment sum, and it compiles under XLA. Taps are taken one at a
+time, each under `tf.recompute_grad`, so neither the forward pass nor the
+gradient holds the k^2 x [B, H, W, C] sampled columns at once (at P2 of an
+800 x 1333 image with 256 channels they would be 154M floats).
+"""
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def bilinear_sample(flat, batch_offsets, height, width, y, x):
+    """Samples `flat` ([B * H * W, C], rows of image b at b * H * W) at float
+    coordinates y, x ([B, H', W'], pixel centres at integers), bilinear with
+    zero padding. Returns [B, H', W', C]."""
+    y0 = tf.floor(y)
+    x0 = tf.floor(x)
+    fy = y - y0
+    fx = x - x0
+    y0 = tf.cast(y0, tf.int32)
+    x0 = tf.cast(x0, tf.int32)
+    sampled = 0.0
+    for dy, wy in ((0, 1.0 - fy), (1, fy)):
+        for dx, wx in ((0, 1.0 - fx), (1, fx)):
+            row, col = y0 + dy, x0 + dx
+            inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
+            index = (batch_offsets + tf.clip_by_value(row, 0, height - 1) * width
+                     + tf.clip_by_value(col, 0, width - 1))
+            weight = tf.where(inside, wy * wx, 0.0)
+            sampled += weight[..., None] * tf.cast(tf.gather(flat, index), weight.dtype)
+    return sampled
+
+
+@keras.saving.register_keras_serializable(package="deeplab2")
+class DeformableConv2D(keras.layers.Layer):
+    """k x k deformable convolution v1, stride 1, 'same' padding.
+
+    Call with [B, H, W, C]; returns [B, H, W, filters]. Variables: `kernel`
+    [k, k, C, filters] (as `keras.layers.Conv2D`'s, so zero offsets give
+    exactly `tf.nn.conv2d` with it), `bias` [filters] if `use_bias`, and the
+    offset convolution `offset_conv` (2 k^2 channels, bias, zero init).
+
+    Args:
+        filters: output channels.
+        kernel_size: odd k (3).
+        use_bias: add a bias (UPSNet's DCN has one).
+        kernel_initializer, bias_initializer: of `kernel` and `bias`.
+    """
+
+    def __init__(self, filters, kernel_size=3, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if kernel_size % 2 != 1:
+            raise ValueError(f"DeformableConv2D takes an odd kernel_size; got {kernel_size}.")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.offset_conv = keras.layers.Conv2D(
+            2 * kernel_size * kernel_size, kernel_size, padding="same",
+            kernel_initializer="zeros", bias_initializer="zeros", name="offset_conv")
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, self.kernel_size, channels, self.filters),
+            initializer=self.kernel_initializer)
+        self.bias = (self.add_weight(name="bias", shape=(self.filters,),
+                                     initializer=self.bias_initializer)
+                     if self.use_bias else None)
+        self.offset_conv.build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def call(self, inputs):
+        offsets = ops.cast(self.offset_conv(inputs), "float32")
+        shape = tf.shape(inputs)
+        batch, height, width = shape[0], shape[1], shape[2]
+        flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
+        rows = tf.cast(tf.range(height), tf.float32)[None, :, None]
+        cols = tf.cast(tf.range(width), tf.float32)[None, None, :]
+        batch_offsets = (tf.range(batch) * height * width)[:, None, None]
+        kernel = ops.cast(self.kernel, inputs.dtype)
+        half = self.kernel_size // 2
+
+        def tap_output(flat, offset_y, offset_x, tap_kernel, ty, tx):
+            sampled = bilinear_sample(flat, batch_offsets, height, width,
+                                      rows + ty + offset_y, cols + tx + offset_x)
+            return tf.einsum("bhwc,co->bhwo", tf.cast(sampled, tap_kernel.dtype), tap_kernel)
+
+        outputs = 0
+        for t in range(self.kernel_size * self.kernel_size):
+            ty, tx = divmod(t, self.kernel_size)
+            tap = tf.recompute_grad(
+                lambda f, oy, ox, w, ty=ty - half, tx=tx - half: tap_output(f, oy, ox, w, ty, tx))
+            outputs += tap(flat, offsets[..., 2 * t], offsets[..., 2 * t + 1], kernel[ty, tx])
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size,
+                      use_bias=self.use_bias,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                      bias_initializer=keras.initializers.serialize(self.bias_initializer))
+        return config

@@ -1,0 +1,160 @@
+"""The UPSNet model on a four-layer backbone: inference outputs and fusion, a
+training forward pass with its losses and gradients, a batch without
+instances, a few SGD steps, and the post-processing under XLA."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import strided_conv_backbone
+from deeplab2 import common
+from deeplab2.data.synthetic import generate_scene
+from deeplab2.model import build_model, get_meta_architecture
+from deeplab2.model.top_down.instance_targets import GT_VALID
+from deeplab2.model.upsnet import loss as loss_lib
+from deeplab2.model.upsnet import model as model_lib
+
+SIZE = (64, 96)
+# Narrow widths and few proposals, RoIs and detections: seconds per step.
+SMALL = dict(fpn_channels=16, semantic_dcn_channels=[8, 8], box_fc_channels=32,
+             mask_channels=8, rpn_pre_nms_top_k_train=200, rpn_pre_nms_top_k_test=100,
+             rpn_post_nms_top_k=100, roi_samples=64, max_detections=20, max_instances=16)
+FAMILY = get_meta_architecture("upsnet")
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return build_model("upsnet", "synthetic", crop_size=SIZE,
+                       backbone=strided_conv_backbone.register(), **SMALL)
+
+
+def _batch(config, scenes):
+    targets = FAMILY.training_targets(config)
+    examples = []
+    for index, (image, panoptic) in enumerate(scenes):
+        example = {common.IMAGE: tf.constant(image, tf.float32),
+                   common.PANOPTIC_LABEL: tf.constant(panoptic)}
+        example.update(targets(example[common.PANOPTIC_LABEL]))
+        example[common.SAMPLE_SEED] = tf.constant([0, index], tf.int32)
+        examples.append(example)
+    return {key: tf.stack([e[key] for e in examples]) for key in examples[0]}
+
+
+@pytest.fixture(scope="module")
+def batch(model):
+    scenes = [generate_scene(0, "train", i, *SIZE) for i in range(2)]
+    return _batch(model.model_config, [(s.image, s.panoptic) for s in scenes])
+
+
+def _losses_and_gradients(model, batch):
+    loss_fn = FAMILY.training_loss(model.model_config)
+    with tf.GradientTape() as tape:
+        outputs = FAMILY.training_outputs(model, batch)
+        losses = loss_fn(batch, outputs)
+        total = tf.reduce_mean(losses["total_loss"])
+    return outputs, losses, dict(zip([v.path for v in model.trainable_variables],
+                                     tape.gradient(total, model.trainable_variables)))
+
+
+def test_inference_outputs_and_fusion(model, batch):
+    outputs = model(batch[common.IMAGE], training=False)
+    assert set(outputs) == set(model_lib.OUTPUT_KEYS) == set(FAMILY.output_keys)
+    assert outputs[common.SEMANTIC_LOGITS].shape == (2, *SIZE, 6)  # every synthetic class
+    logits = outputs[model_lib.DETECTION_MASK_LOGITS].numpy()
+    valid = outputs[common.DETECTION_VALID].numpy() > 0
+    assert logits.shape == (2, 20, 28, 28) and np.all(logits[~valid] == 0)
+    np.testing.assert_allclose(tf.sigmoid(logits[valid]),
+                               outputs[common.MASK_PROBABILITIES].numpy()[valid], atol=1e-6)
+    options = dict(model.model_config.postprocess, score_threshold=0.0)
+    predictions = FAMILY.postprocess(outputs, model.model_config, options)
+    compiled = tf.function(lambda o: FAMILY.postprocess(o, model.model_config, options),
+                           jit_compile=True)(outputs)
+    for key in (common.PANOPTIC, common.INSTANCE_SCORES, common.BOXES):
+        np.testing.assert_array_equal(compiled[key], predictions[key])
+    panoptic = predictions[common.PANOPTIC].numpy()
+    assert panoptic.shape == (2, *SIZE)
+    info = model.model_config.dataset
+    classes = panoptic // info.label_divisor
+    assert set(np.unique(classes)) <= set(range(info.num_classes)) | {info.ignore_label}
+
+
+def test_training_losses_and_gradients(model, batch):
+    outputs, losses, gradients = _losses_and_gradients(model, batch)
+    num_stuff = len(model.model_config.dataset.stuff_ids)
+    z = outputs[model_lib.PANOPTIC_LOGITS]
+    assert z.shape == (2, SIZE[0] // 4, SIZE[1] // 4, num_stuff + 1 + 16)
+    kept = outputs[model_lib.PANOPTIC_KEPT].numpy()
+    count = batch[GT_VALID].numpy().sum(axis=1)
+    np.testing.assert_array_equal(kept.sum(axis=1), np.maximum(np.floor(0.7 * count), 1))
+    for key in (loss_lib.ROI_SEMANTIC_LOSS, loss_lib.PANOPTIC_LOSS, "semantic_loss",
+                "mask_loss", "total_loss"):
+        values = losses[key].numpy()
+        assert values.shape == (2,) and np.all(np.isfinite(values)) and np.all(values > 0), key
+    weights = model.model_config.architecture
+    # Synthetic data takes Cityscapes' weights: lambda_sem 1, lambda_pan 0.5.
+    assert (weights["semantic_loss_weight"], weights["panoptic_loss_weight"]) == (1.0, 0.5)
+    for name in ("dcn1/kernel", "dcn1/offset_conv/kernel", "mask_head", "predictor/kernel"):
+        norms = [float(tf.norm(g)) for path, g in gradients.items() if name in path]
+        assert norms and max(norms) > 0, name
+
+
+def test_a_batch_without_instances_trains_with_finite_losses(model):
+    # Only stuff (class 0) and a crowd of a thing class (instance 0): no GT
+    # instance, every thing pixel targets unknown.
+    info = model.model_config.dataset
+    panoptic = np.zeros(SIZE, np.int32)
+    panoptic[20:40, 30:60] = info.thing_ids[0] * info.label_divisor
+    image = np.random.default_rng(0).uniform(0, 255, (*SIZE, 3))
+    batch = _batch(model.model_config, [(image, panoptic)])
+    assert not batch[GT_VALID].numpy().any()
+    outputs, losses, gradients = _losses_and_gradients(model, batch)
+    assert not outputs[model_lib.PANOPTIC_KEPT].numpy().any()
+    for key, value in losses.items():
+        assert np.all(np.isfinite(value.numpy())), key
+    assert all(np.all(np.isfinite(g.numpy())) for g in gradients.values() if g is not None)
+
+
+def test_sgd_steps_lower_the_loss(batch):
+    keras.utils.set_random_seed(1)
+    model = build_model("upsnet", "synthetic", crop_size=SIZE,
+                        backbone=strided_conv_backbone.register(), **SMALL)
+    optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
+    loss_fn = FAMILY.training_loss(model.model_config)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            total = tf.reduce_mean(loss_fn(batch, FAMILY.training_outputs(model, batch))
+                                   ["total_loss"])
+        optimizer.apply_gradients(zip(tape.gradient(total, model.trainable_variables),
+                                      model.trainable_variables))
+        return total
+
+    losses = [float(step()) for _ in range(12)]
+    assert np.mean(losses[-3:]) < 0.85 * losses[0], losses
+
+
+def test_config_round_trip(model):
+    # The test backbone is not registered with Keras; name it for the lookup.
+    with keras.saving.custom_object_scope({"StridedConvBackbone": type(model.backbone)}):
+        clone = model_lib.UPSNet.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.semantic_dcn_channels == (8, 8) and not clone.global_context
+    info = model.model_config.dataset
+    assert clone.stuff_channels == tuple(info.stuff_ids)
+    assert clone.thing_channels == tuple(info.thing_ids)
+
+
+@pytest.mark.slow
+def test_the_training_step_compiles_with_xla(model, batch):
+    def losses(batch):
+        loss_fn = FAMILY.training_loss(model.model_config)
+        return loss_fn(batch, FAMILY.training_outputs(model, batch))
+
+    eager = losses(batch)
+    compiled = tf.function(losses, jit_compile=True)(batch)
+    for key in (loss_lib.PANOPTIC_LOSS, loss_lib.ROI_SEMANTIC_LOSS, "semantic_loss",
+                "mask_loss"):
+        np.testing.assert_allclose(compiled[key], eager[key], rtol=2e-3, atol=1e-4,
+                                   err_msg=key)
