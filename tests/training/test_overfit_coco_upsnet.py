@@ -1,9 +1,11 @@
 """UPSNet's full path on the real COCO sample (as test_overfit_coco.py for
 Panoptic FPN, same data, widths and steps; see overfit_coco_upsnet.gin): the
 panoptic predictions of the two images reach PQ >= 80% and things PQ >= 60%,
-the loss drops at least 4x. Measured after the 200 steps: PQ 87.6% (things
-81.4%, stuff 93.9%), mIoU 85.6%, mask AP 57.1%, box AP50 97.0%, total loss
-2.66 at step 10 and 0.51 at step 200."""
+the loss drops at least 4x. Measured after the 200 steps: PQ 89.5% (things
+84.8%, stuff 94.2%), mIoU 87.0%, mask AP 63.9%, box AP50 100%, total loss
+2.71 at step 10 and 0.38 at step 200; about 7.5 minutes alone on 2 CPU cores
+(a step costs 2.5x Panoptic FPN's: 1.75 s against 0.69 s, 0.62 s of it in the
+deformable convolutions' gathers)."""
 import json
 import pathlib
 
