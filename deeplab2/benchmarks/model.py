@@ -1,4 +1,4 @@
-"""Benchmark: Panoptic-DeepLab or Panoptic FPN forward latency against a baseline model.
+"""Benchmark: Panoptic-DeepLab or a top-down model's forward latency against a baseline model.
 
 For each input size, times in the same run (batch 1, inference, graph mode
 through `tf.function` without XLA `jit_compile`, after warm-up, the timed
@@ -13,16 +13,17 @@ the latency ratio (ours / baseline). Peak memory is
 the process's ru_maxrss after building and warming up our model, and at the
 end.
 
-With `--meta_architecture panoptic_fpn`, each size is padded to multiples of
-32 and times a Panoptic FPN's network forward (the model's inference call:
-backbone, FPN, proposals, box head, detections, mask head, semantic branch),
-its post-processing and fusion (mask pasting, fusion into a panoptic map) on
+With `--meta_architecture panoptic_fpn` (or another top-down family,
+`upsnet`), each size is padded to multiples of 32 and times the model's
+network forward (its inference call: backbone, FPN, proposals, box head,
+detections, mask head, semantic head), its post-processing and fusion (mask
+pasting, fusion into a panoptic map; UPSNet's pruning and panoptic head) on
 the model's real outputs, and the total through a `Predictor`; and, as the
 baseline, the total through a `Predictor` of a Panoptic-DeepLab with the same
 backbone and label space at the matching k * 32 + 1 size (its post-processing
 compiles itself with XLA). Reports median, mean and min ms of each, the
 post-processing's share of the total and fraction of the forward (target: at
-most 10% of the forward) and the total latency ratio (Panoptic FPN /
+most 10% of the forward) and the total latency ratio (top-down model /
 Panoptic-DeepLab). Random weights score about 1 / (K + 1) per thing class, so
 the default detection and fusion score thresholds of 0 make all
 `max_detections` detections valid and visited by the fusion: the heaviest
@@ -54,10 +55,12 @@ from deeplab2.model import profile
 from deeplab2.model.meta import get_meta_architecture, make_config
 
 DEFAULT_SIZES = ((1025, 2049), (513, 1025))
-PANOPTIC_FPN_DEFAULT_SIZES = ((1024, 2048), (800, 1333))
+TOP_DOWN_DEFAULT_SIZES = ((1024, 2048), (800, 1333))
 DEFAULT_NUM_CLASSES = 19
-# Panoptic FPN architecture options the benchmark sets unless --option does.
-PANOPTIC_FPN_LOAD_OPTIONS = {"detection_score_threshold": 0.0}
+# Families timed as top-down models (forward, post-processing, total).
+TOP_DOWN_FAMILIES = ("panoptic_fpn", "upsnet")
+# Top-down architecture options the benchmark sets unless --option does.
+TOP_DOWN_LOAD_OPTIONS = {"detection_score_threshold": 0.0}
 TARGET_POSTPROCESS_FRACTION_OF_FORWARD = 0.10
 
 
@@ -130,14 +133,15 @@ def run(ours_model, baseline_model, baseline_name, input_size, warmup, repeats):
     return result
 
 
-def run_panoptic_fpn(args, requested_size):
-    """One requested size: Panoptic FPN's forward, post-processing and total,
-    and Panoptic-DeepLab's total at the matching size, timed alternately."""
-    fpn = builder.build_model("panoptic_fpn", args.dataset_info, backbone=args.backbone,
+def run_top_down(args, requested_size):
+    """One requested size: the top-down model's forward, post-processing and
+    total, and Panoptic-DeepLab's total at the matching size, timed alternately."""
+    fpn = builder.build_model(args.meta_architecture, args.dataset_info,
+                              backbone=args.backbone,
                               postprocess={"score_threshold": args.fusion_score_threshold},
                               **args.architecture)
     config = fpn.model_config
-    family = get_meta_architecture("panoptic_fpn")
+    family = get_meta_architecture(args.meta_architecture)
     size = tuple(family.padded_size(side, config) for side in requested_size)
     images = random_images(size)
     forward = Timed(lambda x: fpn(x, training=False), images, args.warmup)
@@ -165,7 +169,7 @@ def run_panoptic_fpn(args, requested_size):
     return {
         "requested_size": list(requested_size),
         "input_size": list(size),
-        "panoptic_fpn": {
+        args.meta_architecture: {
             "forward": forward.latency(),
             "postprocess": postprocess.latency(),
             "total": total.latency(),
@@ -206,9 +210,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="benchmark.py model",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--meta_architecture", default="panoptic_deeplab",
-                        choices=("panoptic_deeplab", "panoptic_fpn"),
-                        help="panoptic_fpn: time its forward, post-processing and total "
-                             "against a Panoptic-DeepLab's total")
+                        choices=("panoptic_deeplab",) + TOP_DOWN_FAMILIES,
+                        help="a top-down family: time its forward, post-processing and "
+                             "total against a Panoptic-DeepLab's total")
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--deeplab2_config",
                         help="time this google-research/deeplab2 config's model (e.g. "
@@ -217,8 +221,8 @@ def parse_args(argv):
                              "keras ResNet50")
     parser.add_argument("--input_size", type=int, nargs=2, action="append",
                         metavar=("H", "W"),
-                        help="repeatable; default 1025 2049 and 513 1025 (panoptic_fpn: "
-                             "1024 2048 and 800 1333, padded to multiples of 32)")
+                        help="repeatable; default 1025 2049 and 513 1025 (top-down "
+                             "families: 1024 2048 and 800 1333, padded to multiples of 32)")
     classes = parser.add_mutually_exclusive_group()
     classes.add_argument("--num_classes", type=int,
                          help=f"classes of a placeholder label space (default "
@@ -226,39 +230,39 @@ def parse_args(argv):
     classes.add_argument("--dataset", help="a dataset's label space, e.g. coco, cityscapes "
                          "or the path of a .json dataset descriptor")
     parser.add_argument("--output_stride", type=int, default=32,
-                        help="of Panoptic-DeepLab (Panoptic FPN's is 32)")
+                        help="of Panoptic-DeepLab (the top-down families' is 32)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="panoptic_fpn architecture option (repeatable), e.g. "
+                        help="top-down architecture option (repeatable), e.g. "
                              "max_detections=50; default detection_score_threshold=0")
     parser.add_argument("--fusion_score_threshold", type=float,
-                        help="panoptic_fpn fusion score threshold (default 0)")
+                        help="top-down post-processing score threshold (default 0)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
-    fpn = args.meta_architecture == "panoptic_fpn"
+    fpn = args.meta_architecture in TOP_DOWN_FAMILIES
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0.")
     if any(side < 1 for size in args.input_size or () for side in size):
         parser.error(f"--input_size sides must be positive, got {args.input_size}.")
     if fpn and args.deeplab2_config:
-        parser.error("--deeplab2_config times Panoptic-DeepLab models only; drop it or "
-                     "--meta_architecture panoptic_fpn.")
+        parser.error(f"--deeplab2_config times Panoptic-DeepLab models only; drop it or "
+                     f"--meta_architecture {args.meta_architecture}.")
     if not fpn and (args.option or args.fusion_score_threshold is not None):
-        parser.error("--option and --fusion_score_threshold need --meta_architecture "
-                     "panoptic_fpn.")
+        parser.error(f"--option and --fusion_score_threshold need a top-down "
+                     f"--meta_architecture ({', '.join(TOP_DOWN_FAMILIES)}).")
     if args.num_classes is None:
         args.num_classes = DEFAULT_NUM_CLASSES
     try:
         args.dataset_info = (resolve_dataset(args.dataset) if args.dataset else
                              profile.placeholder_dataset(args.num_classes))
         if fpn:
-            args.architecture = {**PANOPTIC_FPN_LOAD_OPTIONS, **parse_overrides(args.option)}
+            args.architecture = {**TOP_DOWN_LOAD_OPTIONS, **parse_overrides(args.option)}
             if "backbone" in args.architecture:
                 parser.error("set the backbone with --backbone, not --option.")
             if args.fusion_score_threshold is None:
                 args.fusion_score_threshold = 0.0
             # Validates the options, backbone and label space before any timing.
-            make_config("panoptic_fpn", args.dataset_info, output_stride=32,
+            make_config(args.meta_architecture, args.dataset_info, output_stride=32,
                         crop_size=None, pixel_mean=builder.DEFAULT_PIXEL_MEAN,
                         pixel_std=builder.DEFAULT_PIXEL_STD,
                         architecture=dict(args.architecture, backbone=args.backbone),
@@ -268,9 +272,9 @@ def parse_args(argv):
     return args
 
 
-def _main_panoptic_fpn(args):
+def _main_top_down(args):
     report = {
-        "meta_architecture": "panoptic_fpn",
+        "meta_architecture": args.meta_architecture,
         "backbone": args.backbone,
         "dataset": args.dataset_info.name,
         "architecture_options": args.architecture,
@@ -283,8 +287,8 @@ def _main_panoptic_fpn(args):
         "target_postprocess_fraction_of_forward": TARGET_POSTPROCESS_FRACTION_OF_FORWARD,
         "runs": [],
     }
-    for size in args.input_size or PANOPTIC_FPN_DEFAULT_SIZES:
-        report["runs"].append(run_panoptic_fpn(args, tuple(size)))
+    for size in args.input_size or TOP_DOWN_DEFAULT_SIZES:
+        report["runs"].append(run_top_down(args, tuple(size)))
         keras.backend.clear_session()
     report["peak_rss_mb"] = round(_peak_rss_mb())
     print(json.dumps(report, indent=2))
@@ -293,8 +297,8 @@ def _main_panoptic_fpn(args):
 
 def main(argv):
     args = parse_args(argv)
-    if args.meta_architecture == "panoptic_fpn":
-        return _main_panoptic_fpn(args)
+    if args.meta_architecture in TOP_DOWN_FAMILIES:
+        return _main_top_down(args)
     sizes = args.input_size or DEFAULT_SIZES
     classes = ({"dataset": args.dataset} if args.dataset else
                {"num_classes": args.num_classes})

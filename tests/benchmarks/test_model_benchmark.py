@@ -1,5 +1,6 @@
-"""scripts/benchmark.py model --meta_architecture panoptic_fpn: forward, post-processing
-and total of a Panoptic FPN, and a Panoptic-DeepLab's total, timed in one run."""
+"""scripts/benchmark.py model --meta_architecture panoptic_fpn (or upsnet): forward,
+post-processing and total of a top-down model, and a Panoptic-DeepLab's total, timed
+in one run."""
 import json
 
 import pytest
@@ -8,27 +9,32 @@ import strided_conv_backbone
 from deeplab2.benchmarks import model
 
 # Narrow heads and few proposals and detections: the benchmark's plumbing, not the network.
-SMALL = ("fpn_channels=16", "semantic_channels=8", "semantic_groups=4", "box_fc_channels=32",
-         "mask_channels=8", "rpn_pre_nms_top_k_test=50", "rpn_post_nms_top_k=50",
-         "max_detections=8")
+SMALL = ("fpn_channels=16", "box_fc_channels=32", "mask_channels=8",
+         "rpn_pre_nms_top_k_test=50", "rpn_post_nms_top_k=50", "max_detections=8")
+
+
+# The semantic head options of each family.
+SEMANTIC = {"panoptic_fpn": ("semantic_channels=8", "semantic_groups=4"),
+            "upsnet": ("semantic_dcn_channels=[8]",)}
 
 
 @pytest.mark.slow
-def test_panoptic_fpn_benchmark_times_its_parts_against_panoptic_deeplab(capsys):
+@pytest.mark.parametrize("family", ["panoptic_fpn", "upsnet"])
+def test_top_down_benchmark_times_its_parts_against_panoptic_deeplab(capsys, family):
     # About a minute on two busy cores, mostly tracing and the baseline's XLA compile.
     backbone = strided_conv_backbone.register()
-    options = [flag for option in SMALL for flag in ("--option", option)]
-    assert model.main(["--meta_architecture", "panoptic_fpn", "--backbone", backbone,
+    options = [flag for option in SMALL + SEMANTIC[family] for flag in ("--option", option)]
+    assert model.main(["--meta_architecture", family, "--backbone", backbone,
                        "--dataset", "synthetic", "--input_size", "60", "90",
                        "--warmup", "1", "--repeats", "1", *options]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["meta_architecture"], report["dataset"], report["jit_compile"]) == (
-        "panoptic_fpn", "synthetic", False)
+        family, "synthetic", False)
     assert report["architecture_options"]["detection_score_threshold"] == 0.0
     (run,) = report["runs"]
     assert run["requested_size"] == [60, 90]
     assert run["input_size"] == [64, 96]
-    fpn = run["panoptic_fpn"]
+    fpn = run[family]
     for part in ("forward", "postprocess", "total"):
         assert set(fpn[part]) == {"median_ms", "mean_ms", "min_ms"}
         assert all(value > 0 for value in fpn[part].values()), part
