@@ -147,8 +147,8 @@ def _instance_at(values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
 
 def prune_instances(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor,
                     valid: tf.Tensor, mask_logits: tf.Tensor, height, width, *,
-                    num_classes: int, score_threshold: float = 0.6,
-                    nms_threshold: float = 0.5, overlap_threshold: float = 0.3) -> tf.Tensor:
+                    score_threshold: float = 0.6, nms_threshold: float = 0.5,
+                    overlap_threshold: float = 0.3) -> tf.Tensor:
     """Inference pruning (paper 001 section 3.2): [B, N] bool, the detections kept.
 
     Detections scoring > `score_threshold` go through class-agnostic NMS at
@@ -156,8 +156,10 @@ def prune_instances(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor,
     class: a detection whose mask (its pasted logits > 0 on a `height` x
     `width` image, `paste_region_logits`) is empty, or covered by its class's
     canvas for more than `overlap_threshold` of its area, is dropped;
-    otherwise its mask joins the canvas. Classes are 1..num_classes. Masks are
-    pasted one detection at a time, so memory stays at the canvases.
+    otherwise its mask joins the canvas. Classes never share a canvas, so the
+    survivors are visited class by class (by score within a class) with one
+    [B, H, W] canvas cleared when the class changes, and each mask is pasted
+    when visited: memory stays at a few image-size maps.
     """
     num = boxes.shape[1]
     boxes = tf.cast(boxes, tf.float32)
@@ -170,29 +172,36 @@ def prune_instances(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor,
 
     order, order_valid = tf.map_fn(nms_one, (boxes, tf.cast(scores, tf.float32), candidates),
                                    fn_output_signature=(tf.int32, tf.bool))
+    # Survivors by (class, score), the others last.
+    ordered_classes = tf.gather(classes, order, batch_dims=1)
+    last = tf.reduce_max(classes) + 1
+    by_class = tf.argsort(tf.where(order_valid, ordered_classes, last) * num + tf.range(num),
+                          axis=1, stable=True)
+    order = tf.gather(order, by_class, batch_dims=1)
+    order_valid = tf.gather(order_valid, by_class, batch_dims=1)
     batch = tf.shape(boxes)[0]
-    canvas = tf.zeros(tf.stack([batch, num_classes + 1, height, width]), tf.bool)
 
     # Column i is read with tf.gather (x[:, i] with the loop counter
     # miscompiles under XLA in TF 2.21).
-    def step(i, canvas, kept):
+    def step(i, canvas, previous_class, kept):
         index = tf.gather(order, i, axis=1)
         mask = paste_region_logits(_instance_at(mask_logits, index),
                                    _instance_at(boxes, index), height, width)[:, 0] > 0
         cls = tf.gather(classes, index, batch_dims=1)
-        plane = tf.gather(canvas, cls, batch_dims=1)
+        canvas = canvas & (cls == previous_class)[:, None, None]
         area = tf.reduce_sum(tf.cast(mask, tf.int32), axis=[1, 2])
-        covered = tf.reduce_sum(tf.cast(mask & plane, tf.int32), axis=[1, 2])
+        covered = tf.reduce_sum(tf.cast(mask & canvas, tf.int32), axis=[1, 2])
         keep = (tf.gather(order_valid, i, axis=1) & (area > 0)
                 & ~(tf.cast(covered, tf.float32)
                     > overlap_threshold * tf.cast(area, tf.float32)))
-        canvas = tf.tensor_scatter_nd_update(canvas, tf.stack([tf.range(batch), cls], axis=1),
-                                             plane | (mask & keep[:, None, None]))
+        canvas = canvas | (mask & keep[:, None, None])
         kept = kept | (tf.one_hot(index, num, on_value=True, off_value=False) & keep[:, None])
-        return i + 1, canvas, kept
+        return i + 1, canvas, cls, kept
 
-    _, _, kept = tf.while_loop(lambda i, *_: i < num, step,
-                               (tf.constant(0), canvas, tf.zeros_like(valid)))
+    canvas = tf.zeros(tf.stack([batch, height, width]), tf.bool)
+    _, _, _, kept = tf.while_loop(
+        lambda i, *_: i < num, step,
+        (tf.constant(0), canvas, tf.fill([batch], -1), tf.zeros_like(valid)))
     return kept
 
 

@@ -43,7 +43,7 @@ def upsnet_predictions(outputs: Dict[str, tf.Tensor], info: DatasetInfo, *,
     channels = semantic_classes.channel_classes(info, other_class=False)
     kept = panoptic_head.prune_instances(
         boxes, scores, classes, outputs[common.DETECTION_VALID] > 0, mask_logits,
-        height, width, num_classes=len(thing_ids), score_threshold=score_threshold,
+        height, width, score_threshold=score_threshold,
         nms_threshold=nms_threshold, overlap_threshold=overlap_threshold)
     assignment = panoptic_head.panoptic_argmax(
         logits, boxes, classes, mask_logits, kept,

@@ -154,7 +154,7 @@ def test_prune_instances_hand_case_eager_and_under_xla():
     expected = [[True, False, False, True, True, False, False, False]]
 
     def prune(*args):
-        return head.prune_instances(*args, 16, 16, num_classes=2)
+        return head.prune_instances(*args, 16, 16)
 
     np.testing.assert_array_equal(prune(boxes, scores, classes, valid, masks), expected)
     compiled = tf.function(prune, jit_compile=True)
