@@ -31,6 +31,10 @@ def test_registry_lists_and_refuses_names():
 
 @pytest.mark.slow
 def test_a_new_family_trains_evaluates_reloads_and_exports(tmp_path, tiny_records):
+    # Seeded: an unseeded initialization scored mIoU 0.00 to 0.25 untrained (six
+    # seeds), trained 0.24 each time; this one scores 0.006, so the comparison
+    # below measures training, not the draw.
+    keras.utils.set_random_seed(3)
     model = build_model("toy_semantic", "synthetic", crop_size=(65, 97),
                         pixel_mean=(120.0, 110.0, 100.0), pixel_std=60.0)
     config = model.model_config
