@@ -45,6 +45,13 @@ def region_indicators(boxes: tf.Tensor, size) -> tf.Tensor:
     return tf.cast((pixel >= first) & (pixel <= last), tf.float32)
 
 
+def box_regions(boxes: tf.Tensor, height, width) -> tf.Tensor:
+    """[..., height, width] bool: the pixels R_i each [..., 4] (x0, y0, x1, y1) box covers."""
+    rows = region_indicators(tf.gather(boxes, [1, 3], axis=-1), height)
+    columns = region_indicators(tf.gather(boxes, [0, 2], axis=-1), width)
+    return (rows[..., :, None] * columns[..., None, :]) > 0
+
+
 def _resize_weights(boxes: tf.Tensor, size, grid: int) -> tf.Tensor:
     """[..., size, grid] bilinear weights (half-pixel, edge clamp) resizing `grid`
     cells onto the pixels each box side pair covers; zero rows outside."""
@@ -86,8 +93,7 @@ def panoptic_logits(semantic_logits: tf.Tensor, boxes: tf.Tensor, classes: tf.Te
     logits = tf.cast(semantic_logits, tf.float32)
     height, width = tf.shape(logits)[1], tf.shape(logits)[2]
     boxes = tf.cast(boxes, tf.float32)
-    inside = (region_indicators(tf.gather(boxes, [1, 3], axis=-1), height)[..., :, None]
-              * region_indicators(tf.gather(boxes, [0, 2], axis=-1), width)[..., None, :]) > 0
+    inside = box_regions(boxes, height, width)
     channel = tf.gather(tf.constant(thing_channels, tf.int32),
                         tf.clip_by_value(classes - 1, 0, len(thing_channels) - 1))
     class_logits = tf.gather(tf.transpose(logits, [0, 3, 1, 2]), channel, batch_dims=1)
@@ -224,12 +230,11 @@ def panoptic_argmax(semantic_logits: tf.Tensor, boxes: tf.Tensor, classes: tf.Te
     def step(i, best, best_slot, best_x_mask):
         index = tf.fill([tf.shape(boxes)[0]], i)
         box = _instance_at(boxes, index)
-        inside = (region_indicators(tf.gather(box, [1, 3], axis=-1), height)[:, 0, :, None]
-                  * region_indicators(tf.gather(box, [0, 2], axis=-1), width)[:, 0, None, :])
+        inside = box_regions(box, height, width)[:, 0]
         is_valid = tf.gather(valid, i, axis=1)[:, None, None]
         class_logits = tf.gather(logits, tf.gather(channels, [i], axis=1), axis=3,
                                  batch_dims=1)[..., 0]
-        x_mask = tf.where((inside > 0) & is_valid, class_logits, 0.0)
+        x_mask = tf.where(inside & is_valid, class_logits, 0.0)
         z = x_mask + paste_region_logits(_instance_at(mask_logits, index), box,
                                          height, width)[:, 0]
         better = is_valid & (z > best)
