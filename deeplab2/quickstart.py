@@ -4,9 +4,10 @@
 sharded TFRecords (reused when already there), prints a summary of the data,
 renders pictures of the ground truth, trains a small model of the `--model`
 family (Panoptic-DeepLab with deeplab2/configs/synthetic/quickstart.gin,
-Panoptic FPN with synthetic/panoptic_fpn_quickstart.gin or UPSNet with
-synthetic/upsnet_quickstart.gin), evaluates it on the val split (PQ / SQ / RQ,
-mIoU, mask AP, box AP for the top-down families, prediction pictures) and exports it as a SavedModel. Outputs go to `--data_dir` and
+Panoptic FPN with synthetic/panoptic_fpn_quickstart.gin, UPSNet with
+synthetic/upsnet_quickstart.gin or Seamless with synthetic/seamless_quickstart.gin),
+evaluates it on the val split (PQ / SQ / RQ, PQ-dagger, mIoU, mask AP, box AP
+for the top-down families, prediction pictures) and exports it as a SavedModel. Outputs go to `--data_dir` and
 `--output_dir`; a finished training run is reused.
 """
 import collections
@@ -22,7 +23,7 @@ from deeplab2.data.dataset_info import get_dataset_info
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Where the synthetic TFRecords go.")
-flags.DEFINE_enum("model", "panoptic_deeplab", ["panoptic_deeplab", "panoptic_fpn", "upsnet"],
+flags.DEFINE_enum("model", "panoptic_deeplab", ["panoptic_deeplab", "panoptic_fpn", "upsnet", "seamless"],
                   "The model family trained.")
 flags.DEFINE_string("output_dir", None, "Where pictures and results go (default: "
                     "runs/quickstart, or runs/quickstart_<model> for another --model).")
@@ -41,6 +42,7 @@ MODELS = {
     "panoptic_deeplab": ("synthetic/quickstart.gin", "runs/quickstart"),
     "panoptic_fpn": ("synthetic/panoptic_fpn_quickstart.gin", "runs/quickstart_panoptic_fpn"),
     "upsnet": ("synthetic/upsnet_quickstart.gin", "runs/quickstart_upsnet"),
+    "seamless": ("synthetic/seamless_quickstart.gin", "runs/quickstart_seamless"),
 }
 
 
@@ -165,9 +167,13 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def summary_line(result: dict) -> str:
-    """PQ / SQ / RQ, mIoU, and the mask and box AP the evaluation computed."""
+    """PQ / SQ / RQ, PQ-dagger (when computed), mIoU, and the mask and box AP the
+    evaluation computed."""
     line = (f"PQ {100 * result['All']['pq']:.1f}  SQ {100 * result['All']['sq']:.1f}  "
-            f"RQ {100 * result['All']['rq']:.1f}  mIoU {100 * result['miou']:.1f}")
+            f"RQ {100 * result['All']['rq']:.1f}")
+    if result.get("pq_dagger"):
+        line += f"  PQ-dagger {100 * result['pq_dagger']['All']:.1f}"
+    line += f"  mIoU {100 * result['miou']:.1f}"
     for key, name in (("AP", "mask AP"), ("box_AP", "box AP")):
         if result.get(key) is not None:
             line += f"  {name} {100 * result[key]:.1f}"

@@ -1,10 +1,11 @@
 """Runs one benchmark: `python scripts/benchmark.py NAME [flags]`.
 
-NAME is a module of deeplab2.benchmarks (e.g. data, model, postprocess, e2e);
+NAME is a module of deeplab2.benchmarks (e.g. data, model, postprocess, e2e, compare);
 its `main(argv)` gets the remaining flags and prints the results as JSON.
 
   python scripts/benchmark.py data --examples=32
   python scripts/benchmark.py data --help
+  python scripts/benchmark.py compare --families panoptic_deeplab panoptic_fpn upsnet
 """
 import importlib
 import pkgutil

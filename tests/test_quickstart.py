@@ -40,3 +40,10 @@ def test_summary_line_prints_the_ap_the_evaluation_computed():
         "PQ 50.0  SQ 80.0  RQ 62.5  mIoU 90.0  mask AP 25.0")
     result["box_AP"] = 0.3
     assert quickstart.summary_line(result).endswith("mask AP 25.0  box AP 30.0")
+
+
+def test_summary_line_puts_pq_dagger_next_to_pq():
+    result = {"All": {"pq": 0.5, "sq": 0.8, "rq": 0.625}, "miou": 0.9,
+              "pq_dagger": {"All": 0.55, "Things": 0.4, "Stuff": 0.7}}
+    assert quickstart.summary_line(result) == (
+        "PQ 50.0  SQ 80.0  RQ 62.5  PQ-dagger 55.0  mIoU 90.0")

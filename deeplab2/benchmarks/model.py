@@ -14,7 +14,7 @@ the process's ru_maxrss after building and warming up our model, and at the
 end.
 
 With `--meta_architecture panoptic_fpn` (or another top-down family,
-`upsnet`), each size is padded to multiples of 32 and times the model's
+`upsnet`, `seamless`), each size is padded to multiples of 32 and times the model's
 network forward (its inference call: backbone, FPN, proposals, box head,
 detections, mask head, semantic head), its post-processing and fusion (mask
 pasting, fusion into a panoptic map; UPSNet's pruning and panoptic head) on
@@ -58,7 +58,7 @@ DEFAULT_SIZES = ((1025, 2049), (513, 1025))
 TOP_DOWN_DEFAULT_SIZES = ((1024, 2048), (800, 1333))
 DEFAULT_NUM_CLASSES = 19
 # Families timed as top-down models (forward, post-processing, total).
-TOP_DOWN_FAMILIES = ("panoptic_fpn", "upsnet")
+TOP_DOWN_FAMILIES = ("panoptic_fpn", "upsnet", "seamless")
 # Top-down architecture options the benchmark sets unless --option does.
 TOP_DOWN_LOAD_OPTIONS = {"detection_score_threshold": 0.0}
 TARGET_POSTPROCESS_FRACTION_OF_FORWARD = 0.10

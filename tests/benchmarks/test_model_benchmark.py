@@ -1,4 +1,4 @@
-"""scripts/benchmark.py model --meta_architecture panoptic_fpn (or upsnet): forward,
+"""scripts/benchmark.py model --meta_architecture panoptic_fpn (upsnet, seamless): forward,
 post-processing and total of a top-down model, and a Panoptic-DeepLab's total, timed
 in one run."""
 import json
@@ -15,11 +15,12 @@ SMALL = ("fpn_channels=16", "box_fc_channels=32", "mask_channels=8",
 
 # The semantic head options of each family.
 SEMANTIC = {"panoptic_fpn": ("semantic_channels=8", "semantic_groups=4"),
-            "upsnet": ("semantic_dcn_channels=[8]",)}
+            "upsnet": ("semantic_dcn_channels=[8]",),
+            "seamless": ("semantic_channels=8",)}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["panoptic_fpn", "upsnet"])
+@pytest.mark.parametrize("family", ["panoptic_fpn", "upsnet", "seamless"])
 def test_top_down_benchmark_times_its_parts_against_panoptic_deeplab(capsys, family):
     # About a minute on two busy cores, mostly tracing and the baseline's XLA compile.
     backbone = strided_conv_backbone.register()

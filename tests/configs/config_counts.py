@@ -38,6 +38,11 @@ COUNTS = {
     "cityscapes/upsnet_r50.gin": (44_501_244, 456_060_395_520),
     "cityscapes/upsnet_r101.gin": (63_467_260, 611_216_089_088),
     "synthetic/upsnet_quickstart.gin": (1_693_249, 3_506_387_200),
+    # Seamless (keras-layout ResNet: the paper's 51,434,387 plus the 26,560
+    # conv biases, minus the 53,120 affine parameters of the frozen batch norm).
+    "cityscapes/seamless_r50.gin": (51_407_827, 565_796_446_208),
+    "mapillary_vistas/seamless_r50.gin": (52_180_409, 1_315_442_297_344),
+    "synthetic/seamless_quickstart.gin": (1_985_240, 3_615_421_696),
 }
 
 # Config -> (paper, table, label) of its row in tests/model/test_paper_tables.py.

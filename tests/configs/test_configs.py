@@ -218,6 +218,33 @@ UPSNET_RECIPES = {
     "synthetic": TOP_DOWN_RECIPES["synthetic"],
 }
 
+# Seamless recipes (SPEC_TOP_DOWN.md section 6; paper 002 section 5): batch 8,
+# a 200-step warmup from lr / 3, Nesterov momentum, random 1024x2048 crops of
+# images scaled to a random shorter side.
+_SEAMLESS_SHARED = {**_TOP_DOWN_SHARED, "build_optimizer.nesterov": True,
+                    "build_optimizer.warmup_steps": 200,
+                    "build_optimizer.warmup_start_factor": 0.333,
+                    "build_model.crop_size": (1024, 2048), "Trainer.global_batch_size": 8,
+                    "build_optimizer.learning_rate": 0.01}
+SEAMLESS_RECIPES = {
+    "cityscapes": {
+        **TOP_DOWN_RECIPES["cityscapes"], **_SEAMLESS_SHARED,
+        "Trainer.num_steps": 48_000,
+        "build_optimizer.decay_boundaries": (36_000, 44_000),
+        "TrainingInput.shorter_side": (512, 2048),  # 1024 t, t in [0.5, 2]
+    },
+    "mapillary_vistas": {
+        **_SEAMLESS_SHARED,
+        "Evaluator.crop_size": (2208, 2208),
+        "Trainer.num_steps": 192_000,
+        "build_optimizer.decay_boundaries": (144_000, 176_000),
+        "TrainingInput.shorter_side": (1536, 2400),  # 1920 t, t in [0.8, 1.25]
+        "build_predictor.shorter_side": 1920,
+        "build_predictor.max_longer_side": 3424,
+    },
+    "synthetic": TOP_DOWN_RECIPES["synthetic"],
+}
+
 # What a backbone's file changes in its dataset's recipe, as its comments say.
 _SWIDERNET = {"build_optimizer.learning_rate": 1e-4}  # paper 004 Sec. 4
 _SWIDERNET_COCO = {**_SWIDERNET, "Trainer.num_steps": 500_000}
@@ -267,6 +294,7 @@ REPRESENTATIVE = (
     "coco/panoptic_fpn_r50.gin",
     "synthetic/panoptic_fpn_quickstart.gin",
     "synthetic/upsnet_quickstart.gin",
+    "synthetic/seamless_quickstart.gin",
 )
 
 # backbone_kwargs keys that change training, not the architecture.
@@ -384,12 +412,18 @@ def test_config(parsed, monkeypatch, tmp_path):
         expected = UPSNET_RECIPES[info.name]
         postprocess = dict(score_threshold=0.6, nms_threshold=0.5, overlap_threshold=0.3,
                            stuff_area_limit=info.stuff_area_limit)
+    elif config.meta_architecture == "seamless":
+        expected = SEAMLESS_RECIPES[info.name]
+        # Paper 002: 4096 pixels on every dataset (the synthetic scenes keep theirs).
+        postprocess = dict(score_threshold=0.5, overlap_threshold=0.5,
+                           stuff_area_limit=64 if info.name == "synthetic" else 4096)
     else:
         expected = {**RECIPES[info.name], **RECIPE_CHANGES.get(name, {})}
         postprocess = POSTPROCESS[info.name]
     assert {binding: _value(binding) for binding in expected} == expected
     assert config.postprocess == postprocess
-    assert config.postprocess["stuff_area_limit"] == info.stuff_area_limit
+    if config.meta_architecture != "seamless":
+        assert config.postprocess["stuff_area_limit"] == info.stuff_area_limit
     assert tuple(_value("build_predictor.scales")) == (1.0,)
     assert _value("build_predictor.flip") is False
 

@@ -294,3 +294,23 @@ def test_a_registered_backbone_is_built_by_name(monkeypatch):
         backbones.get_backbone("my_net", multi_grid=(1, 2))
     with pytest.raises(ValueError, match="backbone 'my_net' is already registered"):
         backbones.register_backbone("my_net", constructor)
+
+
+def test_resnet_takes_leaky_relu_and_other_backbones_refuse_an_activation():
+    images = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
+    keras.utils.set_random_seed(0)
+    relu = backbones.get_backbone("resnet50", layout="deeplab2")
+    keras.utils.set_random_seed(0)
+    leaky = backbones.get_backbone("resnet50", layout="deeplab2", activation="leaky_relu")
+    assert backbones.takes_activation("resnet50") and not backbones.takes_activation(
+        "mobilenet_v3_small")
+    # Same weights; ReLU features are >= 0, LeakyReLU(0.01) ones also negative, down
+    # to a hundredth of the largest.
+    assert [w.path for w in relu.weights] == [w.path for w in leaky.weights]
+    relu_out, leaky_out = relu(images)["res5"].numpy(), leaky(images)["res5"].numpy()
+    assert relu_out.min() >= 0 and leaky_out.min() < 0
+    assert -leaky_out.min() <= 0.01 * leaky_out.max() + 1e-6
+    clone = backbones.ResNet.from_config(leaky.get_config())
+    assert clone.activation == "leaky_relu"
+    with pytest.raises(ValueError, match="mobilenet_v3_small does not take an activation"):
+        backbones.get_backbone("mobilenet_v3_small", activation="leaky_relu")

@@ -51,6 +51,8 @@ for _w1, _w2, _l in SWIDERNET_VARIANTS:
 
 _MULTI_GRID = ("resnet", "xception", "swidernet")
 _DROP_PATH = ("resnet", "swidernet")
+# Families whose activation is an argument (Seamless's LeakyReLU).
+_ACTIVATION = ("resnet",)
 
 
 def register_backbone(name, constructor, fixed=None, family=None):
@@ -71,9 +73,14 @@ def backbone_names():
     return sorted(_REGISTRY)
 
 
+def takes_activation(name):
+    """Whether backbone `name` takes an `activation` (the ResNets)."""
+    return name in _REGISTRY and _REGISTRY[name][2] in _ACTIVATION
+
+
 def get_backbone(name, output_stride=32, multi_grid=None,
                  drop_path_survival_rate=1.0, drop_path_schedule="constant",
-                 weights=None, bn_epsilon=None, **kwargs):
+                 weights=None, bn_epsilon=None, activation=None, **kwargs):
     """Builds the backbone `name`.
 
     Args:
@@ -89,6 +96,8 @@ def get_backbone(name, output_stride=32, multi_grid=None,
         bn_epsilon: epsilon of every batch norm (default: each layer's own,
             1e-3); set before pretrained weights load, whose moving variances
             are adjusted to it.
+        activation: the backbone's activation instead of its own, e.g.
+            "leaky_relu" (ResNets, `takes_activation`).
         **kwargs: further constructor arguments (e.g. `halve_last_block`,
             `use_se`, `sac_stages`, `width1`); they override the name's.
 
@@ -117,6 +126,11 @@ def get_backbone(name, output_stride=32, multi_grid=None,
             raise ValueError(f"{name} does not support drop path")
         arguments.update(drop_path_survival_rate=drop_path_survival_rate,
                          drop_path_schedule=drop_path_schedule)
+    if activation is not None:
+        if family not in _ACTIVATION:
+            raise ValueError(f"{name} does not take an activation (only "
+                             f"{', '.join(n for n in _REGISTRY if takes_activation(n))})")
+        arguments["activation"] = activation
     arguments.update(kwargs)
     backbone = constructor(**arguments)
     backbone.build((None, None, None, 3))

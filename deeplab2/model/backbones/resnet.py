@@ -14,9 +14,9 @@ shortcut), so a stage past the output stride keeps its first 3x3 at the
 current rate and dilates the following ones.
 """
 import keras
-from keras import ops
 
 from deeplab2.model.backbones import base
+from deeplab2.model.layers import activations
 from deeplab2.model.layers.convolutions import ConvBNAct
 from deeplab2.model.layers.drop_path import DropPath
 from deeplab2.model.layers.drop_path import survival_rate
@@ -28,7 +28,7 @@ LAYOUTS = ("keras", "deeplab2")
 
 @keras.saving.register_keras_serializable(package="deeplab2")
 class Bottleneck(keras.layers.Layer):
-    """1x1 (strided) -> 3x3 (atrous) -> 1x1 x4, plus the shortcut, then ReLU.
+    """1x1 (strided) -> 3x3 (atrous) -> 1x1 x4, plus the shortcut, then the activation.
 
     Args:
         filters: bottleneck width; the block outputs `4 * filters` channels.
@@ -39,10 +39,13 @@ class Bottleneck(keras.layers.Layer):
         survival_rate: drop path survival rate of the residual branch.
         use_bias: biases on the convolutions (keras.applications layout).
         stride_on_3x3: stride the 3x3 convolution instead of the first 1x1.
+        activation: after the first two batch norms and the sum ("relu";
+            "leaky_relu" for Seamless's in-place ABN, `activations.get`).
     """
 
     def __init__(self, filters, strides=1, dilation_rate=1, projection=False,
-                 survival_rate=1.0, use_bias=True, stride_on_3x3=False, **kwargs):
+                 survival_rate=1.0, use_bias=True, stride_on_3x3=False, activation="relu",
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
@@ -51,11 +54,13 @@ class Bottleneck(keras.layers.Layer):
         self.survival_rate = survival_rate
         self.use_bias = use_bias
         self.stride_on_3x3 = stride_on_3x3
+        self.activation = activation
+        self._act = activations.get(activation)
         self.conv1 = ConvBNAct(filters, 1, strides=1 if stride_on_3x3 else strides,
-                               use_bias=use_bias, name="conv1")
+                               use_bias=use_bias, activation=activation, name="conv1")
         self.conv2 = ConvBNAct(filters, 3, strides=strides if stride_on_3x3 else 1,
                                dilation_rate=dilation_rate, use_bias=use_bias,
-                               name="conv2")
+                               activation=activation, name="conv2")
         self.conv3 = ConvBNAct(4 * filters, 1, activation=None, use_bias=use_bias,
                                bn_gamma_initializer="zeros", name="conv3")
         self.shortcut = None
@@ -86,7 +91,7 @@ class Bottleneck(keras.layers.Layer):
         shortcut = inputs
         if self.shortcut is not None:
             shortcut = self.shortcut(inputs, training=training)
-        return ops.relu(x + shortcut)
+        return self._act(x + shortcut)
 
     def get_config(self):
         config = super().get_config()
@@ -94,7 +99,7 @@ class Bottleneck(keras.layers.Layer):
                       dilation_rate=self.dilation_rate,
                       projection=self.projection,
                       survival_rate=self.survival_rate, use_bias=self.use_bias,
-                      stride_on_3x3=self.stride_on_3x3)
+                      stride_on_3x3=self.stride_on_3x3, activation=self.activation)
         return config
 
 
@@ -113,11 +118,14 @@ class ResNet(base.Backbone):
         drop_path_schedule: "constant" or "linear" over the four stages.
         layout: "keras" (keras.applications, its ImageNet weights) or
             "deeplab2" (google-research/deeplab2, its checkpoints).
+        activation: of the stem and the blocks: "relu", or "leaky_relu"
+            (slope 0.01, Seamless's in-place ABN).
     """
 
     def __init__(self, depth=50, stem="basic", output_stride=32,
                  multi_grid=None, drop_path_survival_rate=1.0,
-                 drop_path_schedule="constant", layout="keras", **kwargs):
+                 drop_path_schedule="constant", layout="keras", activation="relu",
+                 **kwargs):
         super().__init__(**kwargs)
         if depth not in BLOCKS:
             raise ValueError(f"ResNet depth must be one of {tuple(BLOCKS)}, "
@@ -127,6 +135,7 @@ class ResNet(base.Backbone):
         if layout not in LAYOUTS:
             raise ValueError(f"ResNet layout must be one of {LAYOUTS}, got {layout!r}")
         self.layout = layout
+        self.activation = activation
         self.depth = depth
         self.stem = stem
         self.output_stride = output_stride
@@ -156,7 +165,7 @@ class ResNet(base.Backbone):
                 blocks.append(Bottleneck(
                     64 * 2 ** index, strides=strides, dilation_rate=rate * unit,
                     projection=block == 0, survival_rate=survival,
-                    use_bias=not deeplab2, stride_on_3x3=deeplab2,
+                    use_bias=not deeplab2, stride_on_3x3=deeplab2, activation=activation,
                     name=f"conv{stage}_block{block + 1}"))
             layers = stem_layers + blocks if stage == 2 else blocks
             self.stages.append((layers, f"res{stage}"))
@@ -165,13 +174,14 @@ class ResNet(base.Backbone):
         self._track_stages()
 
     def _stem_layers(self, tracker, use_bias):
+        act = self.activation
         if self.stem == "basic":
             return [ConvBNAct(64, 7, strides=tracker(2)[0], use_bias=use_bias,
-                              name="conv1")]
+                              activation=act, name="conv1")]
         return [ConvBNAct(64, 3, strides=tracker(2)[0], use_bias=use_bias,
-                          name="conv1_1"),
-                ConvBNAct(64, 3, use_bias=use_bias, name="conv1_2"),
-                ConvBNAct(128, 3, use_bias=use_bias, name="conv1_3")]
+                          activation=act, name="conv1_1"),
+                ConvBNAct(64, 3, use_bias=use_bias, activation=act, name="conv1_2"),
+                ConvBNAct(128, 3, use_bias=use_bias, activation=act, name="conv1_3")]
 
     def get_config(self):
         config = super().get_config()
@@ -180,5 +190,5 @@ class ResNet(base.Backbone):
                       multi_grid=self.multi_grid,
                       drop_path_survival_rate=self.drop_path_survival_rate,
                       drop_path_schedule=self.drop_path_schedule,
-                      layout=self.layout)
+                      layout=self.layout, activation=self.activation)
         return config

@@ -18,6 +18,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from deeplab2.model.layers import activations
+
 _SERIAL_PACKAGE = "deeplab2"
 
 
@@ -60,7 +62,7 @@ class _ConvNormAct(keras.layers.Layer):
         self.bn_epsilon = bn_epsilon
         self.synchronized_bn = synchronized_bn
         self.bn_gamma_initializer = bn_gamma_initializer
-        self._act = keras.activations.get(activation)
+        self._act = activations.get(activation)
         self.bn = (batch_norm(bn_momentum, bn_epsilon, synchronized_bn,
                               bn_gamma_initializer) if use_bn else None)
 
@@ -136,7 +138,7 @@ class ConvBNAct(_ConvNormAct):
         strides: square stride; > 1 pads explicitly (see module docstring).
         dilation_rate: atrous rate (only with strides == 1).
         groups: convolution groups.
-        activation: Keras activation name or None.
+        activation: activation name (`activations.get`) or None.
         use_bias: add a bias (normally only without batch norm).
         use_bn: apply batch norm after the convolution.
         bn_momentum, bn_epsilon, synchronized_bn, bn_gamma_initializer: batch

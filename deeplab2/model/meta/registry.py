@@ -14,6 +14,7 @@ _BUILT_IN = {
     "panoptic_deeplab": "deeplab2.model.panoptic_deeplab",
     "panoptic_fpn": "deeplab2.model.panoptic_fpn",
     "upsnet": "deeplab2.model.upsnet",
+    "seamless": "deeplab2.model.seamless",
 }
 
 

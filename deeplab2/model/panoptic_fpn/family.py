@@ -196,11 +196,15 @@ class PanopticFPNArchitecture(MetaArchitecture):
         post = self.complete_options(config.postprocess, self.postprocess_defaults,
                                      "postprocess")
         if post["stuff_area_limit"] is None:
-            post["stuff_area_limit"] = config.dataset.stuff_area_limit
+            post["stuff_area_limit"] = self.default_stuff_area_limit(config.dataset)
         check_options(post, self.name, fractions=sorted(set(post) - {"stuff_area_limit"}))
         check_option(_is_int(post["stuff_area_limit"]) and post["stuff_area_limit"] >= 0,
                      self.name, "stuff_area_limit", "an integer >= 0", post["stuff_area_limit"])
         return config.replace(architecture=arch, postprocess=post)
+
+    def default_stuff_area_limit(self, info) -> int:
+        """The fusion's stuff area limit when the options leave it None: the dataset's."""
+        return info.stuff_area_limit
 
     def resolve_architecture(self, arch: Dict, config: ModelConfig) -> Dict:
         """Fills in the derived options of a completed architecture dict and

@@ -19,7 +19,7 @@ from deeplab2.model.panoptic_fpn import model as model_lib
 from deeplab2.model.panoptic_fpn.targets import sampling_seeds
 from deeplab2.model.top_down import instance_targets as gt
 from deeplab2.model.top_down import losses
-from deeplab2.model.top_down.anchors import fpn_anchors
+from deeplab2.model.top_down.anchors import STANDARD_ANCHORS, AnchorSet
 from deeplab2.model.top_down.roi_targets import RoITargets
 
 SEMANTIC_LOSS = "semantic_loss"
@@ -45,13 +45,21 @@ class PanopticFPNLoss:
     Args:
         instance_weight, semantic_weight: lambda_i and lambda_s.
         box_regression_beta: smooth-L1 beta of the RPN and box regression (0 = L1).
+        anchor_set: the model's anchors (`PanopticFPN.anchor_set`).
     """
 
     def __init__(self, *, instance_weight: float, semantic_weight: float,
-                 box_regression_beta: float = 0.0):
+                 box_regression_beta: float = 0.0, anchor_set: AnchorSet = STANDARD_ANCHORS):
         self.instance_weight = instance_weight
         self.semantic_weight = semantic_weight
         self.box_regression_beta = box_regression_beta
+        self.anchor_set = anchor_set
+
+    def semantic_loss(self, targets: Dict[str, tf.Tensor],
+                      outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """[B] semantic term; a family with another one (Seamless) overrides it."""
+        return semantic_cross_entropy(targets[common.SEMANTIC_TARGET],
+                                      outputs[common.SEMANTIC_LOGITS])
 
     def __call__(self, targets: Dict[str, tf.Tensor],
                  outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -59,7 +67,7 @@ class PanopticFPNLoss:
         height, width = outputs[common.SEMANTIC_LOGITS].shape[1:3]
         result = losses.rpn_losses(
             outputs[model_lib.RPN_LOGITS], outputs[model_lib.RPN_DELTAS],
-            fpn_anchors(height, width), targets[gt.GT_BOXES], targets[gt.GT_VALID],
+            self.anchor_set.anchors(height, width), targets[gt.GT_BOXES], targets[gt.GT_VALID],
             sampling_seeds(targets[common.SAMPLE_SEED]).rpn, beta=beta)
         rois = RoITargets(boxes=None, valid=outputs[model_lib.ROI_VALID],
                           classes=outputs[model_lib.ROI_CLASSES],
@@ -70,8 +78,7 @@ class PanopticFPNLoss:
         result[losses.MASK_LOSS] = losses.mask_loss(
             outputs[model_lib.MASK_LOGITS], outputs[model_lib.MASK_TARGETS],
             outputs[model_lib.MASK_CLASSES], outputs[model_lib.MASK_FOREGROUND])
-        result[SEMANTIC_LOSS] = semantic_cross_entropy(targets[common.SEMANTIC_TARGET],
-                                                       outputs[common.SEMANTIC_LOGITS])
+        result[SEMANTIC_LOSS] = self.semantic_loss(targets, outputs)
         result[TOTAL_LOSS] = (self.instance_weight * tf.add_n([result[k] for k in INSTANCE_LOSSES])
                               + self.semantic_weight * result[SEMANTIC_LOSS])
         return result

@@ -37,7 +37,7 @@ from deeplab2.model.panoptic_fpn import batched
 from deeplab2.model.panoptic_fpn.targets import sampling_seeds
 from deeplab2.model.top_down import instance_targets as gt
 from deeplab2.model.top_down import roi_targets, sampling
-from deeplab2.model.top_down.anchors import fpn_level_anchors
+from deeplab2.model.top_down.anchors import STANDARD_ANCHORS, AnchorSet
 from deeplab2.model.top_down.box_head import BoxHead
 from deeplab2.model.top_down.fpn import FPN
 from deeplab2.model.top_down.losses import concat_levels
@@ -123,6 +123,19 @@ class PanopticFPN(keras.Model):
             and overrides `_semantic_outputs`.
         background_outputs: box deltas and masks also for the background
             class, never read (Detectron1's layout, `BoxHead`; UPSNet).
+        neck_normalization: after the FPN and RPN convs
+            (`top_down.normalization`; Seamless "batch_norm"). The FPN is
+            activated only when normalized (Seamless's in-place ABN).
+        head_normalization: in the box and mask heads (Seamless "group_norm").
+        activation: of the RPN, the heads and a normalized FPN ("relu";
+            Seamless "leaky_relu").
+        fpn_extra_levels: stride-2 conv levels above P5 (`fpn.FPN`); 0 for P6
+            subsampled from P5.
+        anchor_sizes, anchor_ratios: the `anchors.AnchorSet`, one size per
+            FPN output level.
+        box_sampling_ratio: RoIAlign samples per bin and axis of the box head
+            (2; Seamless 4, the same as pooling 14 x 14 at 2 and averaging 2 x 2).
+        bn_momentum, bn_epsilon: of the batch norm `neck_normalization` adds.
     """
 
     def __init__(self, backbone, num_thing_classes, num_semantic_classes, *,
@@ -132,7 +145,10 @@ class PanopticFPN(keras.Model):
                  rpn_nms_threshold=0.7, roi_samples=512, detection_score_threshold=0.05,
                  detection_nms=0.5, max_detections=100, pixel_mean=127.5, pixel_std=127.5,
                  fpn_global_context=False, semantic_head=None, background_outputs=False,
-                 **kwargs):
+                 neck_normalization=None, head_normalization=None, activation="relu",
+                 fpn_extra_levels=0, anchor_sizes=STANDARD_ANCHORS.sizes,
+                 anchor_ratios=STANDARD_ANCHORS.ratios, box_sampling_ratio=2, bn_momentum=0.99,
+                 bn_epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_thing_classes = num_thing_classes
@@ -159,15 +175,35 @@ class PanopticFPN(keras.Model):
         self.roi_sample_rule = sampling.SampleRule(roi_samples, ROI_POSITIVE_FRACTION)
 
         self.fpn_global_context = fpn_global_context
-        self.fpn = FPN(fpn_channels, global_context=fpn_global_context, name="fpn")
-        self.rpn_head = RPNHead(channels=fpn_channels, name="rpn_head")
+        self.neck_normalization = neck_normalization
+        self.head_normalization = head_normalization
+        self.activation = activation
+        self.fpn_extra_levels = fpn_extra_levels
+        self.anchor_set = AnchorSet(anchor_sizes, anchor_ratios)
+        self.box_sampling_ratio = box_sampling_ratio
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        bn_options = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+        self.fpn = FPN(fpn_channels, global_context=fpn_global_context,
+                       normalization=neck_normalization,
+                       activation=activation if neck_normalization else None,
+                       extra_levels=fpn_extra_levels, name="fpn", **bn_options)
+        if len(self.fpn.output_levels()) != len(self.anchor_set.sizes):
+            raise ValueError(f"{len(self.anchor_set.sizes)} anchor sizes for the "
+                             f"{len(self.fpn.output_levels())} FPN levels "
+                             f"(fpn_extra_levels {fpn_extra_levels}): one size per level.")
+        self.rpn_head = RPNHead(self.anchor_set.num_ratios, fpn_channels,
+                                normalization=neck_normalization, activation=activation,
+                                name="rpn_head", **bn_options)
         self.semantic_head = (semantic_head if semantic_head is not None else SemanticFPN(
             num_semantic_classes, semantic_channels, semantic_groups, name="semantic_head"))
         self.background_outputs = background_outputs
-        self.box_head = BoxHead(num_thing_classes, box_fc_channels,
-                                background_outputs=background_outputs, name="box_head")
-        self.mask_head = MaskHead(num_thing_classes, mask_channels,
-                                  background_outputs=background_outputs, name="mask_head")
+        head_options = dict(background_outputs=background_outputs,
+                            normalization=head_normalization, activation=activation)
+        self.box_head = BoxHead(num_thing_classes, box_fc_channels, name="box_head",
+                                **head_options)
+        self.mask_head = MaskHead(num_thing_classes, mask_channels, name="mask_head",
+                                  **head_options)
 
     def build(self, input_shape):
         batch, height, width = tuple(input_shape)[:3]
@@ -192,7 +228,7 @@ class PanopticFPN(keras.Model):
         pyramid = self.fpn(self.backbone(images, training=training))
         rpn = self.rpn_head(pyramid)
         semantic = self._semantic_outputs(pyramid)
-        anchors = fpn_level_anchors(height, width)
+        anchors = self.anchor_set.level_anchors(height, width)
         proposals = batched.batch_proposals(
             rpn["logits"], rpn["deltas"], anchors, (height, width),
             pre_nms_top_k=(self.rpn_pre_nms_top_k_train if training
@@ -213,7 +249,8 @@ class PanopticFPN(keras.Model):
 
     def _box_head_on(self, levels, boxes):
         """Box head outputs ([B, N, K + 1], [B, N, 4K]) of boxes [B, N, 4]."""
-        pooled = multilevel_roi_align(levels, boxes, BOX_POOL_SIZE)
+        pooled = multilevel_roi_align(levels, boxes, BOX_POOL_SIZE,
+                                      sampling_ratio=self.box_sampling_ratio)
         head = self.box_head(self._flatten_rois(pooled))
         return (self._per_image(head["class_logits"], boxes),
                 self._per_image(head["box_deltas"], boxes))
@@ -298,7 +335,12 @@ class PanopticFPN(keras.Model):
             detection_nms=self.detection_nms, max_detections=self.max_detections,
             pixel_mean=self.pixel_mean, pixel_std=self.pixel_std,
             fpn_global_context=self.fpn_global_context,
-            background_outputs=self.background_outputs)
+            background_outputs=self.background_outputs,
+            neck_normalization=self.neck_normalization,
+            head_normalization=self.head_normalization, activation=self.activation,
+            fpn_extra_levels=self.fpn_extra_levels, anchor_sizes=self.anchor_set.sizes,
+            anchor_ratios=self.anchor_set.ratios, box_sampling_ratio=self.box_sampling_ratio,
+            bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
         return config
 
     @classmethod

@@ -14,6 +14,7 @@ RPN level output of shape [B, h, w, A] (logits) or [B, h, w, 4 * A] (deltas,
 channel 4 * a + k) reshaped to [B, h * w * A] or [B, h * w * A, 4] and
 concatenated over levels lines up with `fpn_anchors`.
 """
+import dataclasses
 import math
 from typing import List, Sequence, Tuple
 
@@ -72,3 +73,42 @@ def fpn_anchors(image_height: int, image_width: int, strides: Sequence[int] = ST
     """[sum of `anchor_counts`, 4] float32 anchors of all levels of a padded image size."""
     return tf.concat(fpn_level_anchors(image_height, image_width, strides, sizes, ratios),
                      axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorSet:
+    """The anchors of a pyramid P2, P3, ...: one size per level (lowest first,
+    level 2 + i at stride 4 * 2**i) and the ratios h / w shared by all levels.
+
+    The default is the standard set (SPEC section 1); Seamless on Vistas has
+    six levels of size 2 * stride and ratios (0.2, 0.5, 1, 2, 5) (section 4).
+    """
+    sizes: Tuple[float, ...] = SIZES
+    ratios: Tuple[float, ...] = RATIOS
+
+    def __post_init__(self):
+        if not self.sizes or not self.ratios or min(self.sizes) <= 0 or min(self.ratios) <= 0:
+            raise ValueError(f"anchor sizes and ratios must be non-empty and positive, got "
+                             f"sizes {self.sizes} and ratios {self.ratios}.")
+        object.__setattr__(self, "sizes", tuple(float(size) for size in self.sizes))
+        object.__setattr__(self, "ratios", tuple(float(ratio) for ratio in self.ratios))
+
+    @property
+    def strides(self) -> Tuple[int, ...]:
+        return tuple(4 * 2 ** i for i in range(len(self.sizes)))
+
+    @property
+    def num_ratios(self) -> int:
+        return len(self.ratios)
+
+    def level_anchors(self, image_height, image_width) -> List[tf.Tensor]:
+        """`fpn_level_anchors` of this set."""
+        return fpn_level_anchors(image_height, image_width, self.strides, self.sizes,
+                                 self.ratios)
+
+    def anchors(self, image_height, image_width) -> tf.Tensor:
+        """`fpn_anchors` of this set."""
+        return fpn_anchors(image_height, image_width, self.strides, self.sizes, self.ratios)
+
+
+STANDARD_ANCHORS = AnchorSet()

@@ -3,11 +3,14 @@
 Four 3x3 convs + ReLU, a 2x2 stride-2 transposed conv + ReLU, then a 1x1
 conv to one mask logit per thing class. The convs start from He normal
 (fan out) and the predictor from N(0, 0.001), detectron2's init [std]; the
-spec gives none. Biases start at 0.
+spec gives none. Biases start at 0. Seamless (SPEC section 4) follows the
+convs and the transposed conv by a GroupNorm (they then have no bias) and uses
+LeakyReLU.
 """
 import keras
 
-from deeplab2.model.layers import tracking
+from deeplab2.model.layers import activations, tracking
+from deeplab2.model.top_down import normalization as norms
 
 NUM_CONVS = 4
 
@@ -29,33 +32,50 @@ class MaskHead(keras.layers.Layer):
         background_outputs: Detectron1's layout, K + 1 mask channels with the
             background's first; it is dropped from the output, so only the
             parameter count (UPSNet's 46.1M) changes.
+        normalization: after every conv but the predictor
+            (`top_down.normalization`; None).
+        activation: after them and their normalization ("relu").
     """
 
-    def __init__(self, num_classes, channels=256, background_outputs=False, **kwargs):
+    def __init__(self, num_classes, channels=256, background_outputs=False,
+                 normalization=None, activation="relu", **kwargs):
         super().__init__(**kwargs)
+        norms.check(normalization, "MaskHead")
         self.num_classes = num_classes
         self.channels = channels
         self.background_outputs = background_outputs
+        self.normalization = normalization
+        self.activation = activation
+        self._act = activations.get(activation)
+        use_bias = normalization is None
         self.convs = [
-            keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
+            keras.layers.Conv2D(channels, 3, padding="same", use_bias=use_bias,
                                 kernel_initializer=_he_normal_fan_out(),
                                 name=f"conv{i + 1}")
             for i in range(NUM_CONVS)]
         self.upsample = keras.layers.Conv2DTranspose(
-            channels, 2, strides=2, activation="relu",
+            channels, 2, strides=2, use_bias=use_bias,
             kernel_initializer=_he_normal_fan_out(), name="upsample")
+        self.norms = [norms.norm_layer(normalization, f"{layer.name}_norm", channels)
+                      for layer in self.convs + [self.upsample]]
         self.predictor = keras.layers.Conv2D(
             num_classes + int(background_outputs), 1, name="predictor",
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
-        tracking.track_for_checkpoint(self, self.convs)
+        tracking.track_for_checkpoint(
+            self, self.convs + [norm for norm in self.norms if norm is not None])
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        for conv in self.convs:
+        for conv, norm in zip(self.convs, self.norms):
             conv.build(shape)
             shape = shape[:3] + (self.channels,)
+            if norm is not None:
+                norm.build(shape)
         self.upsample.build(shape)
-        self.predictor.build(self.upsample.compute_output_shape(shape))
+        shape = self.upsample.compute_output_shape(shape)
+        if self.norms[-1] is not None:
+            self.norms[-1].build(shape)
+        self.predictor.build(shape)
 
     def compute_output_shape(self, input_shape):
         shape = self.upsample.compute_output_shape(tuple(input_shape[:3]) + (self.channels,))
@@ -63,13 +83,15 @@ class MaskHead(keras.layers.Layer):
 
     def call(self, roi_features):
         x = roi_features
-        for conv in self.convs:
-            x = conv(x)
-        logits = self.predictor(self.upsample(x))
+        for layer, norm in zip(self.convs + [self.upsample], self.norms):
+            x = layer(x)
+            x = self._act(x if norm is None else norm(x))
+        logits = self.predictor(x)
         return logits[..., 1:] if self.background_outputs else logits
 
     def get_config(self):
         config = super().get_config()
         config.update(num_classes=self.num_classes, channels=self.channels,
-                      background_outputs=self.background_outputs)
+                      background_outputs=self.background_outputs,
+                      normalization=self.normalization, activation=self.activation)
         return config

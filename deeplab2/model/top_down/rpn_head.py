@@ -2,9 +2,14 @@
 
 A 3x3 conv + ReLU, then 1x1 convs predicting A objectness logits and 4A box
 deltas per position; every kernel starts from N(0, 0.01), every bias at 0.
+Seamless (SPEC section 4) normalizes the 3x3 conv (no bias then) and uses
+LeakyReLU.
 """
 import keras
 from keras import ops
+
+from deeplab2.model.layers import activations
+from deeplab2.model.top_down import normalization as norms
 
 
 def _conv(filters, kernel_size, name, **options):
@@ -34,13 +39,24 @@ class RPNHead(keras.layers.Layer):
     Args:
         num_anchors: A, anchors per position (3 aspect ratios).
         channels: channels of the shared 3x3 conv.
+        normalization: after the 3x3 conv (`top_down.normalization`; None).
+        activation: after it ("relu"; "leaky_relu" for Seamless).
+        bn_momentum, bn_epsilon: of "batch_norm".
     """
 
-    def __init__(self, num_anchors=3, channels=256, **kwargs):
+    def __init__(self, num_anchors=3, channels=256, normalization=None, activation="relu",
+                 bn_momentum=norms.BN_MOMENTUM, bn_epsilon=norms.EPSILON, **kwargs):
         super().__init__(**kwargs)
+        norms.check(normalization, "RPNHead")
         self.num_anchors = num_anchors
         self.channels = channels
-        self.conv = _conv(channels, 3, "conv", activation="relu")
+        self.normalization = normalization
+        self.activation = activation
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self._act = activations.get(activation)
+        self.conv = _conv(channels, 3, "conv", use_bias=normalization is None)
+        self.norm = norms.norm_layer(normalization, "norm", channels, bn_momentum, bn_epsilon)
         self.objectness = _conv(num_anchors, 1, "objectness")
         self.box_deltas = _conv(4 * num_anchors, 1, "box_deltas")
 
@@ -52,6 +68,8 @@ class RPNHead(keras.layers.Layer):
         shape = tuple(next(iter(input_shape.values())))
         self.conv.build(shape)
         hidden = shape[:3] + (self.channels,)
+        if self.norm is not None:
+            self.norm.build(hidden)
         self.objectness.build(hidden)
         self.box_deltas.build(hidden)
 
@@ -65,6 +83,7 @@ class RPNHead(keras.layers.Layer):
         logits, deltas = {}, {}
         for level, x in features.items():
             hidden = self.conv(x)
+            hidden = self._act(hidden if self.norm is None else self.norm(hidden))
             batch = ops.shape(x)[0]
             logits[level] = ops.reshape(self.objectness(hidden), (batch, -1))
             deltas[level] = ops.reshape(self.box_deltas(hidden), (batch, -1, 4))
@@ -72,5 +91,7 @@ class RPNHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_anchors=self.num_anchors, channels=self.channels)
+        config.update(num_anchors=self.num_anchors, channels=self.channels,
+                      normalization=self.normalization, activation=self.activation,
+                      bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
         return config

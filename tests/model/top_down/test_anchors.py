@@ -99,3 +99,21 @@ def test_sizes_unknown_when_tracing_give_the_same_anchors():
     levels = traced(tf.constant(64), tf.constant(96))
     assert [level.shape[0] for level in levels] == list(anchors.anchor_counts(64, 96))
     np.testing.assert_array_equal(np.concatenate(levels), anchors.fpn_anchors(64, 96).numpy())
+
+
+def test_an_anchor_set_is_per_level_sizes_and_shared_ratios():
+    standard = anchors.AnchorSet()
+    assert standard == anchors.STANDARD_ANCHORS and standard.strides == (4, 8, 16, 32, 64)
+    np.testing.assert_array_equal(standard.anchors(64, 96), anchors.fpn_anchors(64, 96))
+    vistas = anchors.AnchorSet((8, 16, 32, 64, 128, 256), (0.2, 0.5, 1, 2, 5))
+    assert vistas.strides == (4, 8, 16, 32, 64, 128) and vistas.num_ratios == 5
+    levels = vistas.level_anchors(64, 96)
+    assert [len(level) for level in levels] == list(
+        anchors.anchor_counts(64, 96, vistas.strides, num_ratios=5))
+    # Each ratio's anchor keeps the level's area: w * h = size**2.
+    widths = levels[5][:, 2] - levels[5][:, 0]
+    heights = levels[5][:, 3] - levels[5][:, 1]
+    np.testing.assert_allclose(widths * heights, 256.0 ** 2, rtol=1e-5)
+    np.testing.assert_allclose(heights[:5] / widths[:5], [0.2, 0.5, 1, 2, 5], rtol=1e-5)
+    with pytest.raises(ValueError, match="non-empty and positive"):
+        anchors.AnchorSet((32, 0))

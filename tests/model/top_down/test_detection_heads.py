@@ -24,6 +24,12 @@ def _count_params(layer, input_shape):
     return profile.count_params(layer)
 
 
+def _count_paper_params(layer, input_shape):
+    """As `_count_params`, without batch norm statistics (as the papers count)."""
+    _count_params(layer, input_shape)
+    return profile.count_model_params(layer)
+
+
 def _normal(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
@@ -65,7 +71,7 @@ def test_background_outputs_add_detectron1s_unused_class_0():
     boxes = box_head.BoxHead(5, fc_channels=16, background_outputs=True)
     outputs = boxes(features)
     assert outputs["box_deltas"].shape == (3, 20)
-    hidden = boxes.fc2(boxes.fc1(features.reshape(3, -1)))
+    hidden = tf.nn.relu(boxes.fc2(tf.nn.relu(boxes.fc1(features.reshape(3, -1)))))
     np.testing.assert_allclose(outputs["box_deltas"], boxes.box_regressor(hidden)[:, 4:],
                                rtol=1e-6)
     masks = mask_head.MaskHead(5, channels=8, background_outputs=True)
@@ -74,8 +80,9 @@ def test_background_outputs_add_detectron1s_unused_class_0():
     assert logits.shape == (3, 28, 28, 5)
     x = rois
     for conv in masks.convs:
-        x = conv(x)
-    np.testing.assert_allclose(logits, masks.predictor(masks.upsample(x))[..., 1:], rtol=1e-6)
+        x = tf.nn.relu(conv(x))
+    np.testing.assert_allclose(logits, masks.predictor(tf.nn.relu(masks.upsample(x)))[..., 1:],
+                               rtol=1e-6)
     assert mask_head.MaskHead.from_config(masks.get_config()).background_outputs
 
 
@@ -229,3 +236,49 @@ def test_compiles_with_xla(make_head, make_inputs):
     outputs = tf.function(head, jit_compile=True)(inputs)
     tf.nest.map_structure(
         lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5), outputs, expected)
+
+
+def test_seamless_heads_match_the_spec_counts():
+    # Batch norm after the RPN conv; GroupNorm after every fc and conv of the
+    # region heads, which then have no bias (SPEC_TOP_DOWN.md section 5, Cityscapes).
+    assert _count_paper_params(rpn_head.RPNHead(normalization="batch_norm", activation="leaky_relu"),
+                         {"p2": (1, 8, 8, 256)}) == 594_191
+    assert _count_paper_params(box_head.BoxHead(8, normalization="group_norm",
+                                          activation="leaky_relu"),
+                         (1, 7, 7, 256)) == 13_939_753
+    assert _count_paper_params(mask_head.MaskHead(8, normalization="group_norm",
+                                            activation="leaky_relu"),
+                         (1, 14, 14, 256)) == 2_626_056
+
+
+def test_normalized_heads_apply_norm_then_leaky_relu():
+    features = _normal((3, 7, 7, 8)) * 3.0
+    boxes = box_head.BoxHead(5, fc_channels=64, normalization="group_norm",
+                             activation="leaky_relu")
+    outputs = boxes(features)
+
+    def group_norm_leaky(x, groups):  # fresh GroupNorm: gamma 1, beta 0
+        x = np.asarray(x, np.float64)
+        grouped = x.reshape(x.shape[:-1] + (groups, -1))
+        axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
+        mean = grouped.mean(axis=axes, keepdims=True)
+        variance = grouped.var(axis=axes, keepdims=True)
+        y = ((grouped - mean) / np.sqrt(variance + 1e-5)).reshape(x.shape)
+        return np.where(y > 0, y, 0.01 * y)
+
+    hidden = group_norm_leaky(boxes.fc1(features.reshape(3, -1)), 32)
+    hidden = group_norm_leaky(boxes.fc2(hidden.astype("float32")), 32)
+    np.testing.assert_allclose(outputs["class_logits"],
+                               boxes.classifier(hidden.astype("float32")), rtol=1e-4, atol=1e-6)
+    assert boxes.fc1.bias is None and boxes.norm1.groups == 32
+    masks = mask_head.MaskHead(5, channels=8, normalization="group_norm",
+                               activation="leaky_relu")
+    rois = _normal((2, 14, 14, 8))
+    logits = masks(rois)
+    x = rois
+    for conv in masks.convs + [masks.upsample]:
+        x = group_norm_leaky(conv(x.astype("float32")), 4)  # gcd(32, 8 // 2) groups
+    np.testing.assert_allclose(logits, masks.predictor(x.astype("float32")), rtol=1e-4,
+                               atol=1e-5)
+    clone = mask_head.MaskHead.from_config(masks.get_config())
+    assert clone.normalization == "group_norm" and clone.activation == "leaky_relu"

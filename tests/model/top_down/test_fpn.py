@@ -34,6 +34,12 @@ def _count_params(layer, input_shape):
     return profile.count_params(layer)
 
 
+def _count_paper_params(layer, input_shape):
+    """As `_count_params`, without batch norm statistics (as the papers count)."""
+    _count_params(layer, input_shape)
+    return profile.count_model_params(layer)
+
+
 def _conv_same(x, kernel, bias):
     """Numpy stride-1 convolution with zero "same" padding (odd kernels)."""
     pad = (kernel.shape[0] - 1) // 2
@@ -196,3 +202,59 @@ def test_compiles_with_xla(mobilenet_features):
     outputs = tf.function(layer, jit_compile=True)(features)
     for level in expected:
         np.testing.assert_allclose(outputs[level], expected[level], rtol=1e-5, atol=1e-5)
+
+
+def test_seamless_normalized_fpn_with_p6_matches_the_spec_count():
+    # In-place ABN after every conv (no biases): 3,346,432; P6 as a stride-2
+    # 3x3 conv on C5 with its batch norm: 4,719,104 (SPEC_TOP_DOWN.md section 5).
+    layer = fpn.FPN(normalization="batch_norm", activation="leaky_relu", extra_levels=1)
+    assert _count_paper_params(layer, _feature_shapes(64, 64, R50_CHANNELS)) == (
+        3_346_432 + 4_719_104)
+
+
+@pytest.mark.parametrize("height, width", [(64, 128), (65, 97)])
+def test_extra_levels_are_strided_convs_from_c5(height, width):
+    layer = fpn.FPN(channels=8, normalization="batch_norm", activation="leaky_relu",
+                    extra_levels=2)
+    assert list(layer.output_specs()) == ["p2", "p3", "p4", "p5", "p6", "p7"]
+    assert layer.output_specs()["p7"].stride == 128
+    shapes = _feature_shapes(height, width, (4, 5, 6, 7), batch=2)
+    features = _features(shapes)
+    outputs = layer(features, training=False)
+    expected = {level: (2, math.ceil(height / spec.stride), math.ceil(width / spec.stride), 8)
+                for level, spec in layer.output_specs().items()}
+    assert {level: tuple(x.shape) for level, x in outputs.items()} == expected
+    assert layer.compute_output_shape(shapes) == expected
+
+    # Fresh batch norm at inference divides by sqrt(1 + 1e-5); LeakyReLU slope 0.01.
+    def abn(x):
+        x = np.asarray(x, np.float64) / np.sqrt(1 + 1e-5)
+        return np.where(x > 0, x, 0.01 * x)
+
+    def strided(x, kernel):
+        # One pixel of zeros on every side: output j is centred on input 2j, on
+        # the anchor grid (TF's "SAME" pads only after an even map).
+        x = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)))
+        return tf.nn.conv2d(x, kernel, 2, "VALID")
+
+    p6 = abn(strided(features["res5"], layer.extra_convs[0].kernel))
+    np.testing.assert_allclose(outputs["p6"], p6, rtol=1e-5, atol=1e-5)
+    p7 = abn(strided(outputs["p6"], layer.extra_convs[1].kernel))
+    np.testing.assert_allclose(outputs["p7"], p7, rtol=1e-5, atol=1e-5)
+    p5 = abn(_conv_same(abn(_conv_same(features["res5"], layer.lateral_convs[3].kernel.numpy(),
+                                       0.0)), layer.output_convs[3].kernel.numpy(), 0.0))
+    np.testing.assert_allclose(outputs["p5"], p5, rtol=1e-5, atol=1e-5)
+    assert all(conv.bias is None for conv in layer.lateral_convs + layer.extra_convs)
+    assert _unsaved_weights(layer) == []
+    clone = fpn.FPN.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    momentum = fpn.FPN(channels=8, normalization="batch_norm", bn_momentum=0.9, bn_epsilon=1e-3)
+    clone = fpn.FPN.from_config(momentum.get_config())
+    assert {(n.momentum, n.epsilon) for n in clone._norm_of.values()} == {(0.9, 1e-3)}
+
+
+def test_unknown_normalization_and_negative_extra_levels_are_rejected():
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        fpn.FPN(normalization="layer_norm")
+    with pytest.raises(ValueError, match="extra_levels must be an integer >= 0"):
+        fpn.FPN(extra_levels=-1)

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import strided_conv_backbone
+from top_down_batches import losses_and_gradients, training_batch
 from deeplab2 import common
 from deeplab2.data.synthetic import generate_scene
 from deeplab2.model import build_model, get_meta_architecture
@@ -30,15 +31,7 @@ def model():
 
 
 def _batch(config, scenes):
-    targets = FAMILY.training_targets(config)
-    examples = []
-    for index, (image, panoptic) in enumerate(scenes):
-        example = {common.IMAGE: tf.constant(image, tf.float32),
-                   common.PANOPTIC_LABEL: tf.constant(panoptic)}
-        example.update(targets(example[common.PANOPTIC_LABEL]))
-        example[common.SAMPLE_SEED] = tf.constant([0, index], tf.int32)
-        examples.append(example)
-    return {key: tf.stack([e[key] for e in examples]) for key in examples[0]}
+    return training_batch(FAMILY, config, scenes)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +41,7 @@ def batch(model):
 
 
 def _losses_and_gradients(model, batch):
-    loss_fn = FAMILY.training_loss(model.model_config)
-    with tf.GradientTape() as tape:
-        outputs = FAMILY.training_outputs(model, batch)
-        losses = loss_fn(batch, outputs)
-        total = tf.reduce_mean(losses["total_loss"])
-    return outputs, losses, dict(zip([v.path for v in model.trainable_variables],
-                                     tape.gradient(total, model.trainable_variables)))
+    return losses_and_gradients(FAMILY, model, batch)
 
 
 def test_inference_outputs_and_fusion(model, batch):

@@ -1,7 +1,7 @@
-"""Export of an UPSNet: a tiny random-weight model on the four-layer test
-backbone, exported and reloaded in this process, serves images of any size
-(and batches) as the in-process Predictor predicts them, with Panoptic FPN's
-signature; its serving graph holds no float64."""
+"""Export of UPSNet and Seamless: a tiny random-weight model of each on the
+four-layer test backbone, exported and reloaded in this process, serves images of
+any size (and batches) as the in-process Predictor predicts them, with Panoptic
+FPN's signature; its serving graph holds no float64."""
 import keras
 import numpy as np
 import pytest
@@ -16,20 +16,21 @@ from deeplab2.model import build_model
 from deeplab2.utils.graph_dtypes import ops_producing
 
 # Narrow widths and few proposals; score thresholds 0 keep the weak detections
-# of random weights.
-SMALL = dict(fpn_channels=16, semantic_dcn_channels=[8], box_fc_channels=32, mask_channels=8,
-             rpn_pre_nms_top_k_test=100, rpn_post_nms_top_k=100, max_detections=20,
-             detection_score_threshold=0.0)
+# of random weights. Seamless's box head keeps 128 channels for its GroupNorm.
+SHARED = dict(fpn_channels=16, mask_channels=8, rpn_pre_nms_top_k_test=100,
+              rpn_post_nms_top_k=100, max_detections=20, detection_score_threshold=0.0)
+SMALL = {"upsnet": dict(SHARED, semantic_dcn_channels=[8], box_fc_channels=32),
+         "seamless": dict(SHARED, semantic_channels=8, box_fc_channels=128)}
 SIZES = ((50, 70), (64, 96))
 
 
-@pytest.fixture(scope="module")
-def predictor():
+@pytest.fixture(scope="module", params=sorted(SMALL))
+def predictor(request):
     keras.utils.set_random_seed(0)
-    model = build_model("upsnet", "synthetic", crop_size=(64, 96),
+    model = build_model(request.param, "synthetic", crop_size=(64, 96),
                         backbone=strided_conv_backbone.register(),
                         postprocess={"score_threshold": 0.0, "overlap_threshold": 1.0},
-                        **SMALL)
+                        **SMALL[request.param])
     # Mask logits far above the semantic logits: the kept detections win their boxes.
     model.mask_head.predictor.bias.assign(tf.fill(model.mask_head.predictor.bias.shape, 5.0))
     return Predictor(model)
