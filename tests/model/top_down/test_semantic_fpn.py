@@ -21,7 +21,7 @@ def _count_params(layer, input_shape):
 def _pyramid_shapes(height, width, channels, batch=1):
     """FPN level shapes of an H x W image (H, W multiples of 32), P6 included."""
     return {f"p{level}": (batch, height // 2 ** level, width // 2 ** level, channels)
-            for level in fpn.OUTPUT_LEVELS}
+            for level in fpn.FPN().output_levels()}
 
 
 def _pyramid(shapes, seed=0):
