@@ -36,6 +36,7 @@ from deeplab2 import common
 from deeplab2.model.panoptic_fpn import batched
 from deeplab2.model.panoptic_fpn.targets import sampling_seeds
 from deeplab2.model.top_down import instance_targets as gt
+from deeplab2.model.top_down import normalization as norms
 from deeplab2.model.top_down import roi_targets, sampling
 from deeplab2.model.top_down.anchors import STANDARD_ANCHORS, AnchorSet
 from deeplab2.model.top_down.box_head import BoxHead
@@ -147,8 +148,8 @@ class PanopticFPN(keras.Model):
                  fpn_global_context=False, semantic_head=None, background_outputs=False,
                  neck_normalization=None, head_normalization=None, activation="relu",
                  fpn_extra_levels=0, anchor_sizes=STANDARD_ANCHORS.sizes,
-                 anchor_ratios=STANDARD_ANCHORS.ratios, box_sampling_ratio=2, bn_momentum=0.99,
-                 bn_epsilon=1e-5, **kwargs):
+                 anchor_ratios=STANDARD_ANCHORS.ratios, box_sampling_ratio=2,
+                 bn_momentum=norms.BN_MOMENTUM, bn_epsilon=norms.EPSILON, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_thing_classes = num_thing_classes

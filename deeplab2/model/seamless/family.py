@@ -139,6 +139,7 @@ class SeamlessArchitecture(PanopticFPNArchitecture):
     def build(self, config: ModelConfig, pretrained: bool = True) -> keras.Model:
         arch = config.architecture
         info = config.dataset
+        anchors = anchor_set(arch)
         return Seamless(
             self.build_backbone(arch, pretrained), len(info.thing_ids),
             len(semantic_classes.channel_classes(info, other_class=False)),
@@ -147,8 +148,8 @@ class SeamlessArchitecture(PanopticFPNArchitecture):
             semantic_pool_size=arch["semantic_pool_size"],
             neck_normalization=arch["neck_normalization"],
             head_normalization=arch["head_normalization"], activation=arch["activation"],
-            fpn_extra_levels=arch["fpn_extra_levels"], anchor_sizes=anchor_set(arch).sizes,
-            anchor_ratios=anchor_set(arch).ratios, box_sampling_ratio=arch["box_sampling_ratio"],
+            fpn_extra_levels=arch["fpn_extra_levels"], anchor_sizes=anchors.sizes,
+            anchor_ratios=anchors.ratios, box_sampling_ratio=arch["box_sampling_ratio"],
             bn_momentum=arch["bn_momentum"], bn_epsilon=arch["bn_epsilon"],
             **self.mask_rcnn_kwargs(config), name=f"{NAME}_{arch['backbone']}")
 

@@ -19,6 +19,7 @@ import keras
 from deeplab2.model.panoptic_fpn.model import PanopticFPN
 from deeplab2.model.seamless.semantic_head import (DILATION_RATE, POOL_SIZE,
                                                    SeamlessSemanticHead)
+from deeplab2.model.top_down import normalization as norms
 
 SEAMLESS_OPTIONS = dict(neck_normalization="batch_norm", head_normalization="group_norm",
                         activation="leaky_relu", box_sampling_ratio=4)
@@ -46,8 +47,8 @@ class Seamless(PanopticFPN):
         head = SeamlessSemanticHead(
             num_semantic_classes, semantic_channels, semantic_dilation_rate, semantic_pool_size,
             normalization=kwargs["neck_normalization"], activation=kwargs["activation"],
-            bn_momentum=kwargs.get("bn_momentum", 0.99),
-            bn_epsilon=kwargs.get("bn_epsilon", 1e-5), name="semantic_head")
+            bn_momentum=kwargs.get("bn_momentum", norms.BN_MOMENTUM),
+            bn_epsilon=kwargs.get("bn_epsilon", norms.EPSILON), name="semantic_head")
         super().__init__(backbone, num_thing_classes, num_semantic_classes,
                          semantic_channels=semantic_channels, semantic_head=head, **kwargs)
         self.semantic_dilation_rate = semantic_dilation_rate

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 import strided_conv_backbone
-from top_down_batches import losses_and_gradients, training_batch
+from top_down_batches import (crowd_only_batch, losses_and_gradients, sgd_total_losses,
+                               training_batch)
 from deeplab2 import common
 from deeplab2.data.synthetic import generate_scene
 from deeplab2.model import build_model, get_meta_architecture
@@ -89,11 +90,7 @@ def test_training_losses_and_gradients(model, batch):
 def test_a_batch_without_instances_trains_with_finite_losses(model):
     # Only stuff (class 0) and a crowd of a thing class (instance 0): no GT
     # instance, every thing pixel targets unknown.
-    info = model.model_config.dataset
-    panoptic = np.zeros(SIZE, np.int32)
-    panoptic[20:40, 30:60] = info.thing_ids[0] * info.label_divisor
-    image = np.random.default_rng(0).uniform(0, 255, (*SIZE, 3))
-    batch = _batch(model.model_config, [(image, panoptic)])
+    batch = crowd_only_batch(FAMILY, model.model_config, SIZE)
     assert not batch[GT_VALID].numpy().any()
     outputs, losses, gradients = _losses_and_gradients(model, batch)
     assert not outputs[model_lib.PANOPTIC_KEPT].numpy().any()
@@ -106,19 +103,7 @@ def test_sgd_steps_lower_the_loss(batch):
     keras.utils.set_random_seed(1)
     model = build_model("upsnet", "synthetic", crop_size=SIZE,
                         backbone=strided_conv_backbone.register(), **SMALL)
-    optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
-    loss_fn = FAMILY.training_loss(model.model_config)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            total = tf.reduce_mean(loss_fn(batch, FAMILY.training_outputs(model, batch))
-                                   ["total_loss"])
-        optimizer.apply_gradients(zip(tape.gradient(total, model.trainable_variables),
-                                      model.trainable_variables))
-        return total
-
-    losses = [float(step()) for _ in range(12)]
+    losses = sgd_total_losses(FAMILY, model, batch)
     assert np.mean(losses[-3:]) < 0.85 * losses[0], losses
 
 
