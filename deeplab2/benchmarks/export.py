@@ -3,7 +3,8 @@
 Builds a random-weight Panoptic-DeepLab (or loads `--model_dir`), then writes
 and times, on the same random image of `--input_size`:
 - `tf_network`: the network alone in TensorFlow (the function every file
-  format converts, deeplab2.export.network), the baseline of the ratios;
+  format converts, deeplab2.export.network: Panoptic-DeepLab's heads at
+  stride 4, before the upsampling), the baseline of the ratios;
 - `saved_model`: the exported SavedModel reloaded, uint8 image in, panoptic
   maps out (padding, network, post-processing);
 - `tflite_float32`, `tflite_float16`, `tflite_int8`: the network in LiteRT
@@ -14,7 +15,8 @@ and times, on the same random image of `--input_size`:
   runs with its default, a thread per core: set in-process, its thread
   count could not change once TensorFlow started);
 - `host_postprocess`: deeplab2.export.tflite_postprocess on the network's
-  raw outputs, what a file format adds to its network's time for maps.
+  raw outputs (upsampling and post-processing), what a file format adds to
+  its network's time for maps.
 
 Prints one JSON object: per format the median and min latency in ms over
 `--repeats` runs after `--warmup`, the bytes on disk and the latency ratio

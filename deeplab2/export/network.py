@@ -2,9 +2,11 @@
 
 The network takes float32 images `[batch, height, width, 3]` with values in
 [0, 255] (the model normalizes them inside) at one fixed size the model
-takes, and returns the family's raw outputs by name (Panoptic-DeepLab:
-`semantic_logits`, `center_heatmap`, `offset`). Padding an image to that
-size and the post-processing run on the host (deeplab2.export.tflite_postprocess).
+takes, and returns the family's raw outputs by name (`network_outputs` of its
+MetaArchitecture; Panoptic-DeepLab: `semantic_logits`, `center_heatmap`,
+`offset` at the decoder's stride 4, before the model's final upsampling).
+Padding an image to that size, the upsampling and the post-processing run on
+the host (deeplab2.export.tflite_postprocess).
 
 `NetworkInfo` is what an exported file carries about itself (as TFLite
 metadata or ONNX metadata_props): the model's configuration, the input size,
@@ -105,14 +107,15 @@ def check_input_size(config: ModelConfig, input_size: Sequence[int]) -> Tuple[in
 
 def network_function(model: keras.Model, input_size: Optional[Sequence[int]]):
     """The network as a tf.function of a batch of float32 images of
-    `input_size` (None: of any size), returning the raw outputs by key (float
-    ones as float32)."""
+    `input_size` (None: of any size), returning the family's
+    `network_outputs` by key (float ones as float32)."""
     height, width = input_size if input_size is not None else (None, None)
+    family = get_meta_architecture(model.model_config.meta_architecture)
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32,
                                                 name=INPUT_KEY)])
     def network(images):
-        outputs = model(images, training=False)
+        outputs = family.network_outputs(model, images)
         return {key: tf.cast(value, tf.float32) if value.dtype.is_floating else value
                 for key, value in sorted(outputs.items())}
     return network

@@ -6,10 +6,12 @@ raw outputs by name; the post-processing runs on the host
 (deeplab2.export.tflite_postprocess). Quantizations:
 
 - float32: the network as it is.
-- float16: weights stored as float16 (half the size), computed in float32.
-- int8: post-training quantization of the backbone's weights and activations,
-  calibrated on representative images (deeplab2.export.calibration); the
-  decoders and heads stay float (see `_quantize_backbone`), and so do the
+- float16: the weights of convolutions stored as float16 (half the size),
+  computed in float32 (`_float16_weights`).
+- int8: post-training quantization of weights and activations, calibrated on
+  representative images (deeplab2.export.calibration); the layers the
+  family names (Panoptic-DeepLab's heads and instance decoder) and the
+  hard-swish activations stay float (see `_quantize_int8`), and so do the
   inputs and outputs.
 
 Only TFLite builtin ops are allowed: the LiteRT interpreter has no TensorFlow
@@ -30,14 +32,17 @@ from deeplab2.export.files import write_file_atomically
 from deeplab2.export.network import (METADATA_KEY, ConversionError, NetworkFileError,
                                      NetworkInfo, check_input_size, network_function,
                                      output_shapes)
-from deeplab2.model.backbones import Backbone
-from deeplab2.model.meta import ModelConfig
+from deeplab2.model.meta import ModelConfig, get_meta_architecture
 
 FORMAT = "tflite"
 SUFFIX = ".tflite"
 QUANTIZATIONS = ("float32", "float16", "int8")
 # The 4 bytes after the root offset of every TFLite flatbuffer.
 _FILE_IDENTIFIER = b"TFL3"
+# `_operator_outputs` keys of every op's outputs and of the graph's outputs
+# (the others are builtin op codes).
+_ANY_OP = -1
+_GRAPH_OUTPUT = -2
 
 
 def export_tflite(model: keras.Model, output_path: str, input_size: Sequence[int],
@@ -82,15 +87,16 @@ def convert(model: keras.Model, input_size: Sequence[int], quantization: str = "
     variables.tracked = [variable.value for variable in model.variables]
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantization != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image] for image in calibration_images())
     try:
-        data = (_quantize_backbone(converter, model) if quantization == "int8"
-                else converter.convert())
+        if quantization == "int8":
+            data = _quantize_int8(converter, model)
+        else:
+            data = converter.convert()
+            if quantization == "float16":
+                data = _float16_weights(data)
     except RecordFileError:  # calibration records that do not read
         raise
     except Exception as error:  # the converter's errors have no public class
@@ -100,38 +106,122 @@ def convert(model: keras.Model, input_size: Sequence[int], quantization: str = "
     return embed_info(data, info), info
 
 
-def _quantize_backbone(converter, model: keras.Model) -> bytes:
-    """The calibrated int8 model with only the backbone's ops quantized: the
-    ops after it (decoders, heads, which the post-processing thresholds and
-    groups) stay float. Quantizing those too cost 15 PQ points on the
-    synthetic split (README, Export); a model without a `Backbone` layer is
-    quantized whole. Selective quantization is the QuantizationDebugger's."""
+def _quantize_int8(converter, model: keras.Model) -> bytes:
+    """The calibrated int8 model with three kinds of ops left float:
+
+    - those of the layers the family names (`int8_float_layers`, e.g.
+      Panoptic-DeepLab's heads and instance decoder), whose outputs the
+      post-processing thresholds and compares;
+    - the ops writing the network's outputs;
+    - hard-swish activations: LiteRT's XNNPACK delegate runs them in float
+      but not in int8, and each int8 one split the delegated graph, which
+      made the int8 network slower than the float32 one.
+
+    Selective quantization is the QuantizationDebugger's (denylisted nodes).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
     with warnings.catch_warnings():  # it runs tf.lite.Interpreter, deprecated for LiteRT
         warnings.simplefilter("ignore")
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=converter.representative_dataset)
-    scopes = [re.compile(rf"(^|/){re.escape(layer.name)}(_\d+)?/")
-              for layer in model._flatten_layers(include_self=False, recursive=False)
-              if isinstance(layer, Backbone)]
-    if scopes:
-        outside = [name for name in _operator_outputs(debugger.calibrated_model)
-                   if not any(scope.search(name) for scope in scopes)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-                denylisted_nodes=outside)
+    names = get_meta_architecture(model.model_config.meta_architecture).int8_float_layers
+    scopes = [re.compile(rf"(^|/){re.escape(name)}(_\d+)?/") for name in names]
+    outputs = _operator_outputs(debugger.calibrated_model)
+    float_ops = sorted({name for name in outputs[_ANY_OP]
+                        if any(scope.search(name) for scope in scopes)}
+                       | (outputs[_GRAPH_OUTPUT] & outputs[_ANY_OP])
+                       | outputs.get(schema.BuiltinOperator.HARD_SWISH, set()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=float_ops)
     return debugger.get_nondebug_quantized_model()
 
 
-def _operator_outputs(data: bytes) -> list:
+def _operator_outputs(data: bytes) -> dict:
     """Names of the tensors the operators of a TFLite model's main graph
-    write (the quantizer's node names)."""
+    write (the quantizer's node names): all under `_ANY_OP`, the graph's
+    outputs under `_GRAPH_OUTPUT`, and by builtin operator code."""
     from ai_edge_litert import schema_py_generated as schema
 
-    graph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
-    return sorted({graph.Tensors(graph.Operators(i).Outputs(j)).Name().decode()
-                   for i in range(graph.OperatorsLength())
-                   for j in range(graph.Operators(i).OutputsLength())})
+    model = schema.Model.GetRootAs(data, 0)
+    graph = model.Subgraphs(0)
+    names = {_ANY_OP: set(),
+             _GRAPH_OUTPUT: {graph.Tensors(graph.Outputs(i)).Name().decode()
+                             for i in range(graph.OutputsLength())}}
+    for i in range(graph.OperatorsLength()):
+        operator = graph.Operators(i)
+        code = model.OperatorCodes(operator.OpcodeIndex())
+        # Codes above 127 are only in the newer field (the schema's rule).
+        kind = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        for j in range(operator.OutputsLength()):
+            name = graph.Tensors(operator.Outputs(j)).Name().decode()
+            names[_ANY_OP].add(name)
+            names.setdefault(kind, set()).add(name)
+    return names
+
+
+def _float16_weights(data: bytes) -> bytes:
+    """The float32 flatbuffer `data` with the weights of its convolutions and
+    fully connected layers stored as float16, each turned back to float32 by
+    a DEQUANTIZE op ahead of the graph (which XNNPACK folds at load time).
+
+    Biases, the other constants and the first convolution's weights (the
+    input normalization is folded into them) stay float32: they weigh
+    little, and rounding them too, as the converter's own float16 mode does,
+    gave 3.9 times the error on the quickstart model's outputs (2.5e-2
+    against 6.5e-3 relative to each output's largest value over the
+    synthetic val split; 1.1e-2 with the first convolution rounded too).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    operators = schema.BuiltinOperator
+    weighted = (operators.CONV_2D, operators.DEPTHWISE_CONV_2D, operators.FULLY_CONNECTED)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    codes = [max(code.builtinCode, code.deprecatedBuiltinCode)
+             for code in model.operatorCodes]
+    dequantize = operators.DEQUANTIZE
+    if dequantize not in codes:
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = dequantize
+        code.version = 1
+        model.operatorCodes.append(code)
+        codes.append(dequantize)
+    for graph in model.subgraphs:
+        # The first convolution's weights, which the input normalization
+        # was folded into, stay float32.
+        ordered = [int(operator.inputs[1]) for operator in graph.operators
+                   if codes[operator.opcodeIndex] in weighted]
+        weights = sorted(set(ordered[1:]) - set(ordered[:1]))
+        casts = []
+        for index in weights:
+            tensor = graph.tensors[index]
+            values = model.buffers[tensor.buffer].data
+            if tensor.type != schema.TensorType.FLOAT32 or values is None:
+                continue  # a weight computed in the graph
+            half = schema.TensorT()
+            half.shape, half.type = list(tensor.shape), schema.TensorType.FLOAT16
+            half.name = tensor.name + b"_float16"
+            half.buffer = len(model.buffers)
+            buffer = schema.BufferT()
+            buffer.data = np.frombuffer(np.frombuffer(bytes(values), np.float32)
+                                        .astype(np.float16).tobytes(), np.uint8)
+            model.buffers.append(buffer)
+            graph.tensors.append(half)
+            tensor.buffer = 0  # the empty buffer: now an op's output
+            cast = schema.OperatorT()
+            cast.opcodeIndex = codes.index(dequantize)
+            cast.inputs, cast.outputs = [len(graph.tensors) - 1], [index]
+            casts.append(cast)
+        graph.operators = casts + graph.operators
+    used = {tensor.buffer for graph in model.subgraphs for tensor in graph.tensors}
+    used.update(entry.buffer for entry in model.metadata or [])
+    for index, buffer in enumerate(model.buffers):
+        if index not in used:
+            buffer.data = None  # a float32 weight replaced by its float16 copy
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _conversion_failure(config, error: Exception) -> str:

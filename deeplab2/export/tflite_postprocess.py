@@ -6,8 +6,10 @@ image to the network's input size (shrinking it first when it is larger, as
 `Predictor(fit_size=...)`), and runs the family's TensorFlow post-processing
 eagerly on the network's raw outputs, cropping the maps back to the image.
 It runs a deeplab2 `Predictor` whose model is a stand-in returning the
-network's outputs, so that the predictions are computed by the same code as
-the SavedModel's (for an image no larger than the input size, the same maps).
+network's outputs (upsampled as the model does, for a family whose network
+file stops before its upsampling), so that the predictions are computed by
+the same code as the SavedModel's (for an image no larger than the input
+size, the same maps).
 
     info = tflite_postprocess.read_network_info("model.tflite")
     images = tflite_postprocess.prepare_image(image, info)  # [1, H, W, 3] float32
@@ -30,6 +32,7 @@ from deeplab2.export import onnx as onnx_export
 from deeplab2.export import tflite as tflite_export
 from deeplab2.export.network import NetworkFileError, NetworkInfo
 from deeplab2.inference import Predictor
+from deeplab2.model.meta import get_meta_architecture
 
 # A run of the network: float32 images [batch, height, width, 3] -> raw outputs.
 RunNetwork = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -106,11 +109,13 @@ class _NetworkStandIn:
 
     def __init__(self, info: NetworkInfo, run: RunNetwork):
         self.model_config = info.config
+        self._family = get_meta_architecture(info.config.meta_architecture)
         self._run = run
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> Dict[str, tf.Tensor]:
         del training  # an exported network always infers
-        return {key: tf.constant(value) for key, value in self._run(images.numpy()).items()}
+        outputs = {key: tf.constant(value) for key, value in self._run(images.numpy()).items()}
+        return self._family.upsample_network_outputs(outputs, images.shape[1:3])
 
 
 def _predictor(info: NetworkInfo, run: RunNetwork) -> Predictor:

@@ -64,37 +64,83 @@ def images():
     return rng.uniform(0, 255, (2, *INPUT_SIZE, 3)).astype(np.float32)
 
 
+def _network_reference(model, images):
+    """The raw outputs the file should return: the heads' outputs at stride 4."""
+    return {k: v.numpy() for k, v in model.head_outputs(images, training=False).items()}
+
+
+def _operators(path):
+    """[(op name, input tensor types, output tensor types, first output's name,
+    whether it writes a graph output)] of a TFLite file's main graph."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+    types = {v: k for k, v in vars(schema.TensorType).items() if k.isupper()}
+    with open(path, "rb") as f:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(f.read()))
+    graph = model.subgraphs[0]
+    outputs = {int(i) for i in graph.outputs}
+    result = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        result.append((op_names[max(code.builtinCode, code.deprecatedBuiltinCode)],
+                       [types[graph.tensors[i].type] for i in op.inputs if i >= 0],
+                       [types[graph.tensors[i].type] for i in op.outputs],
+                       graph.tensors[op.outputs[0]].name.decode(),
+                       bool({int(i) for i in op.outputs} & outputs)))
+    return result
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quantization", ["float32", "float16"])
 def test_raw_outputs_match_the_keras_model(model, exported, images, quantization):
     network = open_network(exported[quantization])
-    reference = {k: v.numpy() for k, v in model(images, training=False).items()}
-    errors = _relative_errors(network(images), reference)
+    errors = _relative_errors(network(images), _network_reference(model, images))
     assert max(errors.values()) < TOLERANCE[quantization], errors
-    if quantization == "float16":  # half the float32 file
-        assert os.path.getsize(exported["float16"]) < 0.6 * os.path.getsize(
-            exported["float32"])
+
+
+@pytest.mark.slow
+def test_float16_stores_the_convolution_weights_in_half_and_the_rest_in_float32(exported):
+    operators = _operators(exported["float16"])
+    casts = [(inputs, out) for op, inputs, out, _, _ in operators if op == "DEQUANTIZE"]
+    assert len(casts) > 40 and all(inputs == ["FLOAT16"] and out == ["FLOAT32"]
+                                   for inputs, out in casts)
+    # Convolutions compute in float32 and keep their biases in float32.
+    convolutions = [inputs for op, inputs, _, _, _ in operators
+                    if op in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert len(convolutions) > 40 and all(set(t) == {"FLOAT32"} for t in convolutions)
+    # The float32 weights are gone from the file: about half its size.
+    ratio = os.path.getsize(exported["float16"]) / os.path.getsize(exported["float32"])
+    assert 0.45 < ratio < 0.6, ratio
 
 
 @pytest.mark.slow
 def test_int8_runs_with_the_outputs_shapes(model, exported, images):
     network = open_network(exported["int8"])
-    reference = model(images, training=False)
+    reference = _network_reference(model, images)
     outputs = network(images)
     assert {k: v.shape for k, v in outputs.items()} == {
-        k: tuple(v.shape) for k, v in reference.items()}
+        k: v.shape for k, v in reference.items()}
     assert all(np.isfinite(v).all() for v in outputs.values())
     assert network.info.quantization == "int8"
 
 
 @pytest.mark.slow
-def test_int8_quantizes_the_backbone_and_keeps_decoders_and_heads_float(exported):
-    from ai_edge_litert.interpreter import Interpreter
-
-    details = Interpreter(model_path=exported["int8"]).get_tensor_details()
-    int8 = [d["name"] for d in details if d["dtype"] == np.int8]
-    assert sum("/mobilenet_v3_small_1/" in name for name in int8) > 50
-    assert [name for name in int8 if "_head_1/" in name or "decoder_1/" in name] == []
+def test_int8_keeps_the_family_float_layers_outputs_and_hard_swish_float(exported):
+    operators = _operators(exported["int8"])
+    int8 = [name for _, _, out, name, _ in operators if out == ["INT8"]]
+    assert sum(name.startswith("mobilenet_v3_small_1/") for name in int8) > 30
+    assert sum(name.startswith(("semantic_decoder_1/", "semantic_head_1/"))
+               for name in int8) > 5
+    # The family's float layers: Panoptic-DeepLab's instance decoder and heads.
+    assert [name for name in int8 if name.startswith(
+        ("instance_decoder_1/", "center_head_1/", "offset_head_1/"))] == []
+    # The heads' classifiers write the outputs from float inputs and weights.
+    writers = [inputs for _, inputs, _, _, writes in operators if writes]
+    assert len(writers) == 3 and all(set(t) == {"FLOAT32"} for t in writers), writers
+    hard_swish = [(inputs, out) for op, inputs, out, _, _ in operators if op == "HARD_SWISH"]
+    assert hard_swish and all(inputs == out == ["FLOAT32"] for inputs, out in hard_swish)
 
 
 @pytest.mark.slow
@@ -102,8 +148,9 @@ def test_the_file_carries_the_model_config_and_input_size(model, exported):
     info = tflite_postprocess.read_network_info(exported["float32"])
     assert info.config == model.model_config
     assert info.input_size == INPUT_SIZE and info.file_format == "tflite"
-    assert info.outputs == {common.CENTER_HEATMAP: (65, 97, 1), common.OFFSET: (65, 97, 2),
-                            common.SEMANTIC_LOGITS: (65, 97, 6)}
+    # The heads' outputs at stride 4 ((65 - 1) / 4 + 1 = 17 rows), upsampled on the host.
+    assert info.outputs == {common.CENTER_HEATMAP: (17, 25, 1), common.OFFSET: (17, 25, 2),
+                            common.SEMANTIC_LOGITS: (17, 25, 6)}
 
 
 @pytest.mark.slow
@@ -175,12 +222,12 @@ def test_a_file_of_another_origin_is_refused_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_outputs_of_another_model_are_refused_by_the_post_processing(exported):
     info = tflite_postprocess.read_network_info(exported["float32"])
-    raw = {common.SEMANTIC_LOGITS: np.zeros((1, 65, 97, 19), np.float32),
-           common.CENTER_HEATMAP: np.zeros((1, 65, 97, 1), np.float32),
-           common.OFFSET: np.zeros((1, 65, 97, 2), np.float32)}
+    raw = {common.SEMANTIC_LOGITS: np.zeros((1, 17, 25, 19), np.float32),
+           common.CENTER_HEATMAP: np.zeros((1, 17, 25, 1), np.float32),
+           common.OFFSET: np.zeros((1, 17, 25, 2), np.float32)}
     with pytest.raises(NetworkFileError, match=r"output semantic_logits has shape "
-                       r"\[1, 65, 97, 19\], the exported panoptic_deeplab network's is "
-                       r"\[batch, 65, 97, 6\]: a file of another model\?"):
+                       r"\[1, 17, 25, 19\], the exported panoptic_deeplab network's is "
+                       r"\[batch, 17, 25, 6\]: a file of another model\?"):
         tflite_postprocess.postprocess(raw, info, (64, 96))
     with pytest.raises(NetworkFileError, match="are not those of the exported"):
         tflite_postprocess.postprocess({"logits": raw[common.SEMANTIC_LOGITS]}, info,

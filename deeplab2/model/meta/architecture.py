@@ -82,6 +82,9 @@ class MetaArchitecture(abc.ABC):
     #: False, sides `round(size * scale)`, as detectron2) instead of align
     #: corners with `k * stride + 1` sizes (deeplab2.data.augment).
     half_pixel_resize: bool = False
+    #: Names of the model's layers an int8 export keeps float: those the
+    #: thresholded and compared outputs come from (deeplab2.export.tflite).
+    int8_float_layers: Tuple[str, ...] = ()
     #: Checkpoint formats of other code bases the family's models initialize
     #: from (`deeplab2.model.checkpoints.ForeignFormat`), e.g. deeplab2's.
     foreign_checkpoint_formats: Tuple[Callable, ...] = ()
@@ -130,6 +133,20 @@ class MetaArchitecture(abc.ABC):
         """The outputs `training_loss` reads, from a training batch (images,
         labels and `training_targets`): by default the model on the images."""
         return model(batch[common.IMAGE], training=True)
+
+    def network_outputs(self, model: keras.Model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """The raw outputs an exported network file returns for `images`
+        (deeplab2.export.network): by default the model's. A family whose
+        model ends by upsampling its outputs returns them before that, and
+        `upsample_network_outputs` does the rest on the host."""
+        return model(images, training=False)
+
+    def upsample_network_outputs(self, outputs: Dict[str, tf.Tensor], size
+                                 ) -> Dict[str, tf.Tensor]:
+        """`network_outputs` for inputs of `size` (height, width) -> the
+        model's outputs; by default they are those already."""
+        del size
+        return outputs
 
     def check_input_size(self, size, config) -> Tuple[int, int]:
         """`size` (height, width) as ints if the model takes inputs of that

@@ -155,7 +155,7 @@ class PanopticDeepLab(keras.Model):
 
     def call(self, inputs, training=None):
         outputs = self.head_outputs(inputs, training=training)
-        return self._to_input_size(outputs, ops.shape(inputs)[1:3])
+        return self.upsample_outputs(outputs, ops.shape(inputs)[1:3])
 
     def head_outputs(self, inputs, training=None):
         """The heads' outputs at the decoder's resolution (stride 4), before
@@ -186,8 +186,9 @@ class PanopticDeepLab(keras.Model):
         return outputs
 
     @staticmethod
-    def _to_input_size(outputs, size):
-        """Upsamples every output (as float32) to `size`; rescales offsets."""
+    def upsample_outputs(outputs, size):
+        """`head_outputs` upsampled (as float32) to `size`, offsets rescaled:
+        what `call` returns for inputs of that size."""
         resized = {}
         for key, value in outputs.items():
             resized[key] = resize.resize_align_corners(

@@ -21,7 +21,7 @@ SLIM = dict(semantic_aspp_channels=8, semantic_decoder_channels=8,
 
 @keras.saving.register_keras_serializable(package="deeplab2_tests")
 class TinyBackbone(keras.layers.Layer):
-    """Strided convs exposing "res2" (stride 4), "res3" (8) and "final"."""
+    """Stride-2 convs exposing "res2" (stride 2), "res3" (4), ... and "final"."""
 
     def __init__(self, final_stride=16, **kwargs):
         super().__init__(**kwargs)
@@ -88,11 +88,26 @@ def test_mixed_precision_outputs_are_float32():
 
 def test_offsets_rescaled_by_resize_ratio():
     offsets = keras.ops.ones((1, 3, 5, 2))
-    resized = PanopticDeepLab._to_input_size({common.OFFSET: offsets},
-                                             (5, 13))[common.OFFSET].numpy()
+    resized = PanopticDeepLab.upsample_outputs({common.OFFSET: offsets},
+                                               (5, 13))[common.OFFSET].numpy()
     # align corners: y scale (5 - 1) / (3 - 1) = 2, x scale 12 / 4 = 3.
     np.testing.assert_allclose(resized[..., 0], 2.0)
     np.testing.assert_allclose(resized[..., 1], 3.0)
+
+
+def test_network_outputs_are_the_heads_and_upsample_to_the_model_outputs():
+    model = _model()
+    images = _images()
+    architecture = family.PanopticDeepLabArchitecture()
+    raw = architecture.network_outputs(model, images)
+    # The decoder's resolution: TinyBackbone's lowest level, stride 2 of 33x49.
+    assert {k: tuple(v.shape) for k, v in raw.items()} == {
+        common.SEMANTIC_LOGITS: (1, 17, 25, 3), common.CENTER_HEATMAP: (1, 17, 25, 1),
+        common.OFFSET: (1, 17, 25, 2)}
+    upsampled = architecture.upsample_network_outputs(raw, (33, 49))
+    expected = model(images, training=False)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(upsampled[key].numpy(), value.numpy(), err_msg=key)
 
 
 def test_semantic_only_has_no_instance_branch():
