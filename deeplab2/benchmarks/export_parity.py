@@ -49,8 +49,9 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model_dir", required=True, help="a trained model directory")
     parser.add_argument("--pattern", required=True, help="TFRecords of the evaluated split")
-    parser.add_argument("--calibration_pattern", required=True,
-                        help="TFRecords calibrating int8 (not the evaluated split)")
+    parser.add_argument("--calibration_pattern", default=None,
+                        help="TFRecords calibrating int8, not the evaluated split "
+                             "(required with tflite_int8)")
     parser.add_argument("--calibration_steps", type=int, default=100)
     parser.add_argument("--input_size", type=int, nargs=2, default=None,
                         metavar=("HEIGHT", "WIDTH"),
@@ -58,8 +59,14 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--max_images", type=int, default=None,
                         help="only the first images of --pattern (default: all)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
-    parser.add_argument("--threads", type=int, default=2)
-    return parser.parse_args(argv)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads of LiteRT and ONNX Runtime")
+    args = parser.parse_args(argv)
+    if "tflite_int8" in args.formats and not args.calibration_pattern:
+        parser.error("--calibration_pattern is required to calibrate tflite_int8.")
+    if args.max_images is not None and args.max_images < 1:
+        parser.error(f"--max_images must be >= 1, got {args.max_images}.")
+    return args
 
 
 def _export(name: str, model, input_size, args, directory: str) -> str:
@@ -85,6 +92,8 @@ class _Split:
         if max_images is not None:
             dataset = dataset.take(max_images)
         self.examples = [decode_example(serialized) for serialized in dataset]
+        if not self.examples:
+            raise SystemExit(f"error: --pattern {pattern!r}: the records hold no image.")
         self.info = model.model_config.dataset
         predictor = Predictor(model, fit_size=input_size)
         network = network_function(model, input_size)
@@ -111,10 +120,13 @@ class _Split:
             raw.append(exported(images))
             times.append((time.perf_counter() - start) * 1e3)
             maps.append(exported.predict_image(example[common.IMAGE].numpy())[common.PANOPTIC])
-        largest = {key: max(np.abs(r[key]).max() for r in self.raw) for key in self.raw[0]}
+        # An output that is zero everywhere counts its differences as they are.
+        def largest(values):
+            return max(float(np.abs(values).max()), np.finfo(np.float32).tiny)
+
         split_error = max(max(np.abs(r[key] - e[key]).max() for r, e in zip(self.raw, raw))
-                          / largest[key] for key in largest)
-        image_error = max(np.abs(r[key] - e[key]).max() / np.abs(r[key]).max()
+                          / max(largest(r[key]) for r in self.raw) for key in self.raw[0])
+        image_error = max(np.abs(r[key] - e[key]).max() / largest(r[key])
                           for r, e in zip(self.raw, raw) for key in r)
         scores = self.score(maps)
         return {"raw_error": float(f"{split_error:.2g}"),

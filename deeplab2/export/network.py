@@ -27,7 +27,10 @@ from deeplab2.model.meta import (ConfigFileError, ModelConfig, config_from_dict,
 INPUT_KEY = "image"
 # Key of the JSON `NetworkInfo` in a file's metadata.
 METADATA_KEY = "deeplab2.network_info"
-FORMAT_VERSION = 1
+# 2: outputs may stop before the model's upsampling (the family's
+# `network_outputs`); version 1 files hold outputs at the input size, which
+# the same host code reads unchanged (upsampling to the same size copies).
+FORMAT_VERSION = 2
 
 
 class ConversionError(ValueError):

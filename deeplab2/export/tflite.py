@@ -10,9 +10,9 @@ raw outputs by name; the post-processing runs on the host
   computed in float32 (`_float16_weights`).
 - int8: post-training quantization of weights and activations, calibrated on
   representative images (deeplab2.export.calibration); the layers the
-  family names (Panoptic-DeepLab's heads and instance decoder) and the
-  hard-swish activations stay float (see `_quantize_int8`), and so do the
-  inputs and outputs.
+  family names (Panoptic-DeepLab's instance decoder, center and offset
+  heads), the ops writing the outputs and the hard-swish activations stay
+  float (see `_quantize_int8`), and so do the inputs and outputs.
 
 Only TFLite builtin ops are allowed: the LiteRT interpreter has no TensorFlow
 (Select, "Flex") kernels, so a model with other ops (Panoptic FPN's RoI
@@ -21,7 +21,7 @@ crops) is refused with the list of them. The file carries its
 """
 import re
 import warnings
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, NamedTuple, Optional, Sequence, Set
 
 import keras
 import numpy as np
@@ -39,10 +39,6 @@ SUFFIX = ".tflite"
 QUANTIZATIONS = ("float32", "float16", "int8")
 # The 4 bytes after the root offset of every TFLite flatbuffer.
 _FILE_IDENTIFIER = b"TFL3"
-# `_operator_outputs` keys of every op's outputs and of the graph's outputs
-# (the others are builtin op codes).
-_ANY_OP = -1
-_GRAPH_OUTPUT = -2
 
 
 def export_tflite(model: keras.Model, output_path: str, input_size: Sequence[int],
@@ -125,31 +121,43 @@ def _quantize_int8(converter, model: keras.Model) -> bytes:
         warnings.simplefilter("ignore")
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=converter.representative_dataset)
-    names = get_meta_architecture(model.model_config.meta_architecture).int8_float_layers
-    scopes = [re.compile(rf"(^|/){re.escape(name)}(_\d+)?/") for name in names]
-    outputs = _operator_outputs(debugger.calibrated_model)
-    float_ops = sorted({name for name in outputs[_ANY_OP]
-                        if any(scope.search(name) for scope in scopes)}
-                       | (outputs[_GRAPH_OUTPUT] & outputs[_ANY_OP])
-                       | outputs.get(schema.BuiltinOperator.HARD_SWISH, set()))
+    float_layers = get_meta_architecture(model.model_config.meta_architecture
+                                         ).int8_float_layers
+    present = {layer.name for layer in model._flatten_layers(include_self=False,
+                                                              recursive=False)}
+    ops = _operator_outputs(debugger.calibrated_model)
+    float_ops = set(ops.graph_outputs & ops.all)
+    float_ops.update(ops.by_code.get(schema.BuiltinOperator.HARD_SWISH, ()))
+    for layer in float_layers:
+        # Fused ops are named by all the ops they fuse, joined by ";".
+        scope = re.compile(rf"(^|[/;]){re.escape(layer)}(_\d+)?/")
+        matched = {name for name in ops.all if scope.search(name)}
+        if layer in present and not matched:
+            raise ConversionError(f"int8: no op of the model's layer {layer!r} (one of its "
+                                  "family's int8_float_layers) was found to keep float.")
+        float_ops.update(matched)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=float_ops)
+            denylisted_nodes=sorted(float_ops))
     return debugger.get_nondebug_quantized_model()
 
 
-def _operator_outputs(data: bytes) -> dict:
+class _OperatorOutputs(NamedTuple):
     """Names of the tensors the operators of a TFLite model's main graph
-    write (the quantizer's node names): all under `_ANY_OP`, the graph's
-    outputs under `_GRAPH_OUTPUT`, and by builtin operator code."""
+    write (the quantizer's node names)."""
+    all: Set[str]
+    graph_outputs: Set[str]  # the graph's outputs (an op writes most of them)
+    by_code: Dict[int, Set[str]]  # by builtin operator code
+
+
+def _operator_outputs(data: bytes) -> _OperatorOutputs:
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(data, 0)
     graph = model.Subgraphs(0)
-    names = {_ANY_OP: set(),
-             _GRAPH_OUTPUT: {graph.Tensors(graph.Outputs(i)).Name().decode()
-                             for i in range(graph.OutputsLength())}}
+    ops = _OperatorOutputs(set(), {graph.Tensors(graph.Outputs(i)).Name().decode()
+                                   for i in range(graph.OutputsLength())}, {})
     for i in range(graph.OperatorsLength()):
         operator = graph.Operators(i)
         code = model.OperatorCodes(operator.OpcodeIndex())
@@ -157,9 +165,9 @@ def _operator_outputs(data: bytes) -> dict:
         kind = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         for j in range(operator.OutputsLength()):
             name = graph.Tensors(operator.Outputs(j)).Name().decode()
-            names[_ANY_OP].add(name)
-            names.setdefault(kind, set()).add(name)
-    return names
+            ops.all.add(name)
+            ops.by_code.setdefault(kind, set()).add(name)
+    return ops
 
 
 def _float16_weights(data: bytes) -> bytes:
@@ -167,12 +175,12 @@ def _float16_weights(data: bytes) -> bytes:
     fully connected layers stored as float16, each turned back to float32 by
     a DEQUANTIZE op ahead of the graph (which XNNPACK folds at load time).
 
-    Biases, the other constants and the first convolution's weights (the
-    input normalization is folded into them) stay float32: they weigh
+    Biases, the other constants, weights beyond float16's range and the
+    weights of the main graph's first convolution stay float32: they weigh
     little, and rounding them too, as the converter's own float16 mode does,
     gave 3.9 times the error on the quickstart model's outputs (2.5e-2
     against 6.5e-3 relative to each output's largest value over the
-    synthetic val split; 1.1e-2 with the first convolution rounded too).
+    synthetic val split; 1.1e-2 with only the first convolution rounded too).
     """
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
@@ -182,46 +190,61 @@ def _float16_weights(data: bytes) -> bytes:
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
     codes = [max(code.builtinCode, code.deprecatedBuiltinCode)
              for code in model.operatorCodes]
-    dequantize = operators.DEQUANTIZE
-    if dequantize not in codes:
-        code = schema.OperatorCodeT()
-        code.builtinCode = code.deprecatedBuiltinCode = dequantize
-        code.version = 1
-        model.operatorCodes.append(code)
-        codes.append(dequantize)
-    for graph in model.subgraphs:
-        # The first convolution's weights, which the input normalization
-        # was folded into, stay float32.
+    halves = {}  # float32 buffer index -> its float16 copy's buffer index
+    for number, graph in enumerate(model.subgraphs):
         ordered = [int(operator.inputs[1]) for operator in graph.operators
                    if codes[operator.opcodeIndex] in weighted]
-        weights = sorted(set(ordered[1:]) - set(ordered[:1]))
+        kept = set(ordered[:1]) if number == 0 else set()
         casts = []
-        for index in weights:
+        for index in sorted(set(ordered) - kept):
             tensor = graph.tensors[index]
             values = model.buffers[tensor.buffer].data
             if tensor.type != schema.TensorType.FLOAT32 or values is None:
                 continue  # a weight computed in the graph
+            if tensor.buffer not in halves:
+                half_values = np.frombuffer(bytes(values), np.float32).astype(np.float16)
+                if not np.isfinite(half_values).all():
+                    continue  # beyond float16's range
+                buffer = schema.BufferT()
+                buffer.data = np.frombuffer(half_values.tobytes(), np.uint8)
+                model.buffers.append(buffer)
+                halves[tensor.buffer] = len(model.buffers) - 1
             half = schema.TensorT()
             half.shape, half.type = list(tensor.shape), schema.TensorType.FLOAT16
             half.name = tensor.name + b"_float16"
-            half.buffer = len(model.buffers)
-            buffer = schema.BufferT()
-            buffer.data = np.frombuffer(np.frombuffer(bytes(values), np.float32)
-                                        .astype(np.float16).tobytes(), np.uint8)
-            model.buffers.append(buffer)
+            half.buffer = halves[tensor.buffer]
             graph.tensors.append(half)
             tensor.buffer = 0  # the empty buffer: now an op's output
             cast = schema.OperatorT()
-            cast.opcodeIndex = codes.index(dequantize)
+            cast.opcodeIndex = _dequantize_code(model, codes)
             cast.inputs, cast.outputs = [len(graph.tensors) - 1], [index]
             casts.append(cast)
         graph.operators = casts + graph.operators
     used = {tensor.buffer for graph in model.subgraphs for tensor in graph.tensors}
     used.update(entry.buffer for entry in model.metadata or [])
+    used.update(model.metadataBuffer if model.metadataBuffer is not None else [])
     for index, buffer in enumerate(model.buffers):
         if index not in used:
             buffer.data = None  # a float32 weight replaced by its float16 copy
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _dequantize_code(model, codes: list) -> int:
+    """Index of the DEQUANTIZE operator code in `model` (`codes` lists the
+    builtin codes, kept in step), added or raised to version 3, the version
+    of float16 inputs."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    dequantize = schema.BuiltinOperator.DEQUANTIZE
+    if dequantize not in codes:
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = dequantize
+        code.version = 3
+        model.operatorCodes.append(code)
+        codes.append(dequantize)
+    index = codes.index(dequantize)
+    model.operatorCodes[index].version = max(model.operatorCodes[index].version, 3)
+    return index
 
 
 def _conversion_failure(config, error: Exception) -> str:

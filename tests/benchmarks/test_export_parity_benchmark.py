@@ -29,7 +29,6 @@ def test_float_formats_reproduce_the_model_on_the_split(tiny_records, tmp_path, 
     # The last line: restoring the model directory prints what it loaded before.
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["images"], report["input_size"]) == (2, [65, 97])
-    assert 0 <= report["model"]["pq"] <= 100
     results = report["formats"]
     assert list(results) == FORMATS
     for name in ("tflite_float32", "onnx"):
@@ -55,3 +54,14 @@ def test_a_model_without_training_crop_needs_an_input_size(tmp_path):
     with pytest.raises(SystemExit, match="--input_size is required"):
         export_parity.main(["--model_dir", str(tmp_path / "model"), "--pattern", "x",
                             "--calibration_pattern", "y"])
+
+
+def test_int8_needs_a_calibration_pattern_and_max_images_a_positive_count(capsys):
+    with pytest.raises(SystemExit):
+        export_parity.main(["--model_dir", "m", "--pattern", "p"])
+    assert "--calibration_pattern is required to calibrate tflite_int8" in (
+        capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        export_parity.main(["--model_dir", "m", "--pattern", "p", "--formats", "onnx",
+                            "--max_images", "0"])
+    assert "--max_images must be >= 1, got 0" in capsys.readouterr().err

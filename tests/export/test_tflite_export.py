@@ -4,6 +4,7 @@ Keras model's raw outputs and the in-process predictions (which the SavedModel
 reproduces exactly, tests/export/test_saved_model.py); bad inputs and failures."""
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ from deeplab2 import common
 from deeplab2.data.records import RecordFileError
 from deeplab2.data.tfrecord import decode_example
 from deeplab2.export import calibration, tflite, tflite_postprocess
-from deeplab2.export.network import NetworkFileError
+from deeplab2.export.network import NetworkFileError, NetworkInfo
 from deeplab2.export.runtimes import open_network
 from deeplab2.inference import Predictor
 from deeplab2.model import build_model, model_dir
@@ -110,6 +111,21 @@ def test_float16_stores_the_convolution_weights_in_half_and_the_rest_in_float32(
     convolutions = [inputs for op, inputs, _, _, _ in operators
                     if op in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     assert len(convolutions) > 40 and all(set(t) == {"FLOAT32"} for t in convolutions)
+    # Every weight but the first convolution's comes from a float16 copy.
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    with open(exported["float16"], "rb") as f:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(f.read()))
+    graph = model.subgraphs[0]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    cast = {int(op.outputs[0]) for op in graph.operators
+            if codes[op.opcodeIndex] == schema.BuiltinOperator.DEQUANTIZE}
+    weights = [int(op.inputs[1]) for op in graph.operators
+               if codes[op.opcodeIndex] in (schema.BuiltinOperator.CONV_2D,
+                                            schema.BuiltinOperator.DEPTHWISE_CONV_2D)]
+    assert [i not in cast for i in weights] == [True] + [False] * (len(weights) - 1)
+    assert model.buffers[graph.tensors[weights[0]].buffer].data is not None
     # The float32 weights are gone from the file: about half its size.
     ratio = os.path.getsize(exported["float16"]) / os.path.getsize(exported["float32"])
     assert 0.45 < ratio < 0.6, ratio
@@ -130,7 +146,7 @@ def test_int8_runs_with_the_outputs_shapes(model, exported, images):
 def test_int8_keeps_the_family_float_layers_outputs_and_hard_swish_float(exported):
     operators = _operators(exported["int8"])
     int8 = [name for _, _, out, name, _ in operators if out == ["INT8"]]
-    assert sum(name.startswith("mobilenet_v3_small_1/") for name in int8) > 30
+    assert sum(bool(re.match(r"mobilenet_v3_small(_\d+)?/", name)) for name in int8) > 30
     assert sum(name.startswith(("semantic_decoder_1/", "semantic_head_1/"))
                for name in int8) > 5
     # The family's float layers: Panoptic-DeepLab's instance decoder and heads.
@@ -167,6 +183,23 @@ def test_the_host_post_processing_gives_the_in_process_predictions(model, export
         for key in expected:
             np.testing.assert_allclose(predicted[key], expected[key], atol=1e-5, err_msg=key)
             np.testing.assert_array_equal(postprocessed[key], predicted[key], err_msg=key)
+
+
+def test_outputs_at_the_input_size_of_version_1_files_post_process_alike(model, val_images):
+    # Files of network info version 1 hold the model's outputs at the input
+    # size; the host upsamples them to that same size, a copy.
+    predictor = Predictor(model)
+    info = NetworkInfo(model.model_config, INPUT_SIZE,
+                              {key: (*INPUT_SIZE, channels) for key, channels in
+                               ((common.SEMANTIC_LOGITS, 6), (common.CENTER_HEATMAP, 1),
+                                (common.OFFSET, 2))}, "tflite")
+    image = val_images[0]
+    raw = {k: v.numpy() for k, v in model(tflite_postprocess.prepare_image(image, info),
+                                          training=False).items()}
+    predicted = tflite_postprocess.postprocess(raw, info, image.shape[:2])
+    expected = predictor.predict_image(image)
+    for key in expected:
+        np.testing.assert_array_equal(predicted[key], expected[key].numpy(), err_msg=key)
 
 
 def test_an_input_size_the_model_does_not_take_is_refused(model, tmp_path):
