@@ -104,18 +104,20 @@ def _calibration(args, model, input_size, rng):
     return lambda: iter(images)
 
 
-def _network_file(name, model, input_size, args, rng, directory):
-    """(path, ExportedNetwork) of one file format."""
+def write_network_file(name: str, model, input_size, directory: str,
+                       calibration_images: Optional[Callable] = None) -> str:
+    """Exports `model` as the file format `name` ("onnx" or "tflite_" + a
+    quantization) into `directory`; returns its path. `calibration_images`
+    (deeplab2.export.calibration) calibrate "tflite_int8"."""
     if name == "onnx":
         path = os.path.join(directory, "model.onnx")
         onnx.export_onnx(model, path, input_size)
-    else:
-        quantization = name.split("_")[1]
-        path = os.path.join(directory, f"model_{quantization}.tflite")
-        images = (_calibration(args, model, input_size, rng) if quantization == "int8"
-                  else None)
-        tflite.export_tflite(model, path, input_size, quantization, images)
-    return path, runtimes.open_network(path, num_threads=args.threads)
+        return path
+    quantization = name.split("_")[1]
+    path = os.path.join(directory, f"model_{quantization}.tflite")
+    tflite.export_tflite(model, path, input_size, quantization,
+                         calibration_images if quantization == "int8" else None)
+    return path
 
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
@@ -146,7 +148,10 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
                 results[name] = _time(
                     lambda: tflite_postprocess.postprocess(raw, info, input_size), args)
             else:
-                path, exported = _network_file(name, model, input_size, args, rng, directory)
+                images = (_calibration(args, model, input_size, rng)
+                          if name == "tflite_int8" else None)
+                path = write_network_file(name, model, input_size, directory, images)
+                exported = runtimes.open_network(path, num_threads=args.threads)
                 results[name] = dict(_time(lambda: exported(network_input), args),
                                      bytes=_size(path))
     for baseline in ("tf_network", "saved_model"):

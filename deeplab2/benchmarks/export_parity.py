@@ -32,10 +32,11 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2.benchmarks.export import write_network_file
 from deeplab2.data import records
 from deeplab2.data.tfrecord import decode_example
 from deeplab2.evaluation.dataset_evaluation import SplitMetrics
-from deeplab2.export import calibration, onnx, runtimes, tflite
+from deeplab2.export import calibration, runtimes, tflite_postprocess
 from deeplab2.export.network import check_input_size, network_function
 from deeplab2.inference import Predictor
 from deeplab2.model.model_dir import restore_model_dir
@@ -67,20 +68,6 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if args.max_images is not None and args.max_images < 1:
         parser.error(f"--max_images must be >= 1, got {args.max_images}.")
     return args
-
-
-def _export(name: str, model, input_size, args, directory: str) -> str:
-    if name == "onnx":
-        path = os.path.join(directory, "model.onnx")
-        onnx.export_onnx(model, path, input_size)
-        return path
-    quantization = name.split("_")[1]
-    path = os.path.join(directory, f"model_{quantization}.tflite")
-    images = (calibration.calibration_images(args.calibration_pattern, model, input_size,
-                                             args.calibration_steps)
-              if quantization == "int8" else None)
-    tflite.export_tflite(model, path, input_size, quantization, images)
-    return path
 
 
 class _Split:
@@ -119,7 +106,9 @@ class _Split:
             start = time.perf_counter()
             raw.append(exported(images))
             times.append((time.perf_counter() - start) * 1e3)
-            maps.append(exported.predict_image(example[common.IMAGE].numpy())[common.PANOPTIC])
+            # `exported.predict_image` of the image, without running the network again.
+            maps.append(tflite_postprocess.postprocess(
+                raw[-1], exported.info, example[common.IMAGE].shape[:2])[common.PANOPTIC])
         # An output that is zero everywhere counts its differences as they are.
         def largest(values):
             return max(float(np.abs(values).max()), np.finfo(np.float32).tiny)
@@ -147,7 +136,10 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     progress = Progress(len(args.formats), desc="formats", unit="format")
     with tempfile.TemporaryDirectory() as directory:
         for name in args.formats:
-            path = _export(name, model, input_size, args, directory)
+            images = (calibration.calibration_images(args.calibration_pattern, model,
+                                                     input_size, args.calibration_steps)
+                      if name == "tflite_int8" else None)
+            path = write_network_file(name, model, input_size, directory, images)
             results[name] = dict(split.compare(runtimes.open_network(path, args.threads)),
                                  bytes=os.path.getsize(path))
             progress.update()

@@ -126,7 +126,7 @@ def _quantize_int8(converter, model: keras.Model) -> bytes:
     present = {layer.name for layer in model._flatten_layers(include_self=False,
                                                               recursive=False)}
     ops = _operator_outputs(debugger.calibrated_model)
-    float_ops = set(ops.graph_outputs & ops.all)
+    float_ops = ops.graph_outputs & ops.all
     float_ops.update(ops.by_code.get(schema.BuiltinOperator.HARD_SWISH, ()))
     for layer in float_layers:
         # Fused ops are named by all the ops they fuse, joined by ";".
