@@ -9,6 +9,14 @@ cropping). Prints one JSON object with, per backbone, the export and load
 seconds, the first call (tracing and XLA compilation for the size), and the
 median and min latency and median process CPU time (all threads) in ms.
 
+In the same run, after the exported model, it times the network
+alone (`MetaArchitecture.network_outputs` on the padded image, what a
+network file computes) and, as the baseline, the path that upsamples the
+outputs to full resolution before post-processing (the model's call, softmax
+probabilities, `postprocess`): `outside_network_fraction` is the share of the
+exported model's latency spent outside the network (padding, upsampling,
+post-processing, cropping; target at most 5% at 1025x2049).
+
 Usage (options only, no program name):
   deeplab2.benchmarks.e2e.main(["--backbone", "resnet50", "--size", "513", "1025"])
 """
@@ -26,6 +34,7 @@ from deeplab2 import common
 from deeplab2.export import export_saved_model
 from deeplab2.inference import Predictor
 from deeplab2.model import build_model
+from deeplab2.model.builder import COMPUTE_DTYPES, model_from_config
 
 
 def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -40,6 +49,8 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--center_threshold", type=float, default=0.1,
                         help="lower it to load the post-processing of random weights")
     parser.add_argument("--keep_k", type=int, default=200)
+    parser.add_argument("--compute_dtype", default="float32", choices=list(COMPUTE_DTYPES),
+                        help="the network's arithmetic (bfloat16: Keras mixed precision)")
     parser.add_argument("--xla", action="store_true",
                         help="compile the whole serving function with XLA")
     parser.add_argument("--repeats", type=int, default=5)
@@ -55,6 +66,8 @@ def run_backbone(backbone: str, image: np.ndarray, args: argparse.Namespace) -> 
                         postprocess=dict(center_threshold=args.center_threshold,
                                          nms_kernel=args.nms_kernel,
                                          keep_k_centers=args.keep_k))
+    if args.compute_dtype != "float32":
+        model = model_from_config(model.model_config, compute_dtype=args.compute_dtype)
     info = model.model_config.dataset
     predictor = Predictor(model)
     with tempfile.TemporaryDirectory() as export_dir:
@@ -67,23 +80,41 @@ def run_backbone(backbone: str, image: np.ndarray, args: argparse.Namespace) -> 
     start = time.perf_counter()
     outputs = loaded.serve(image)
     first_call_s = time.perf_counter() - start
-    for _ in range(args.warmup):
-        loaded.serve(image)[common.PANOPTIC].numpy()
-    times, cpu_times = [], []
-    for _ in range(args.repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        loaded.serve(image)[common.PANOPTIC].numpy()
-        times.append((time.perf_counter() - start) * 1e3)
-        cpu_times.append((time.process_time() - cpu_start) * 1e3)
+    images, _ = predictor.prepare_image(image)
+    network = tf.function(lambda x: predictor.network(x))
+    full_resolution = tf.function(lambda x: predictor.family.postprocess(
+        predictor.raw_predictions(x), predictor.config, predictor.config.postprocess))
+    runs = {"exported": lambda: loaded.serve(image)[common.PANOPTIC],
+            "network": lambda: network(images)[common.SEMANTIC_LOGITS],
+            "full_resolution": lambda: full_resolution(images)[common.PANOPTIC]}
+    # Each in its own block: alternating calls of different functions made
+    # the threads one leaves spinning slow the next (up to 2x on 2 cores).
+    times = {name: [] for name in runs}
+    cpu_times = []
+    for name, run in runs.items():
+        for _ in range(args.warmup):
+            run().numpy()
+        for _ in range(args.repeats):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            run().numpy()
+            times[name].append((time.perf_counter() - start) * 1e3)
+            if name == "exported":
+                cpu_times.append((time.process_time() - cpu_start) * 1e3)
+    median = {name: statistics.median(values) for name, values in times.items()}
     return {
         "params_m": round(model.count_params() / 1e6, 2),
         "instances": int((outputs[common.INSTANCE_CLASSES].numpy() != info.ignore_label).sum()),
         "export_s": round(export_s, 1),
         "load_s": round(load_s, 1),
         "first_call_s": round(first_call_s, 1),
-        "median_ms": round(statistics.median(times), 1),
-        "min_ms": round(min(times), 1),
+        "median_ms": round(median["exported"], 1),
+        "min_ms": round(min(times["exported"]), 1),
         "median_cpu_ms": round(statistics.median(cpu_times), 1),
+        "network_median_ms": round(median["network"], 1),
+        "outside_network_fraction": round(1 - median["network"] / median["exported"], 3),
+        "full_resolution_baseline_median_ms": round(median["full_resolution"], 1),
+        "full_resolution_baseline_outside_network_fraction": round(
+            1 - median["network"] / median["full_resolution"], 3),
     }
 
 
@@ -101,6 +132,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         "nms_kernel": args.nms_kernel,
         "keep_k": args.keep_k,
         "xla": args.xla,
+        "compute_dtype": args.compute_dtype,
         "repeats": args.repeats,
         "backbones": {name: run_backbone(name, image, args) for name in args.backbone},
     }

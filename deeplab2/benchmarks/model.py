@@ -9,7 +9,11 @@ that config's backbone and output stride (the deeplab2-compatible model is
 "ours"). Counts both models' multiply-adds from their graphs
 (deeplab2.model.profile) and reports median latency, GMAC/s, the ratio of
 time per multiply-add (baseline GMAC/s over ours; <= 1 meets the target) and
-the latency ratio (ours / baseline). Peak memory is
+the latency ratio (ours / baseline). It also times our network as plain
+inference runs it (`ours_network`: Panoptic-DeepLab's heads at stride 4,
+without the model's upsampling, which the post-processing does inside) and,
+with `--bfloat16`, that network computing in bfloat16 (Keras mixed precision,
+the same weights), each with its speed-up over our forward. Peak memory is
 the process's ru_maxrss after building and warming up our model, and at the
 end.
 
@@ -112,18 +116,47 @@ class TimedForward(Timed):
                 "gmac_per_s": round(self.madds / 1e9 / (median_ms / 1e3), 1)}
 
 
-def run(ours_model, baseline_model, baseline_name, input_size, warmup, repeats):
-    """One input size: ours and the baseline, timed alternately."""
+def _network(model):
+    """The family's network outputs (Panoptic-DeepLab: its heads at stride 4,
+    which plain inference post-processes without the model's upsampling)."""
+    family = get_meta_architecture(model.model_config.meta_architecture)
+    return lambda images: family.network_outputs(model, images)
+
+
+def bfloat16_copy(model):
+    """`model` computing in bfloat16 (Keras mixed precision), same weights."""
+    copy = builder.model_from_config(model.model_config, pretrained=False,
+                                     compute_dtype="bfloat16")
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def run(ours_model, baseline_model, baseline_name, input_size, warmup, repeats,
+        bfloat16=False):
+    """One input size: ours (its forward, and its network as inference runs
+    it, in float32 and with `bfloat16` in bfloat16) and the baseline, timed
+    alternately."""
     ours = TimedForward(ours_model, input_size, warmup)
     peak_after_ours = _peak_rss_mb()
     baseline = TimedForward(baseline_model, input_size, warmup)
+    networks = {"ours_network": Timed(_network(ours_model), random_images(input_size),
+                                      warmup)}
+    if bfloat16:
+        networks["ours_network_bfloat16"] = Timed(
+            _network(bfloat16_copy(ours_model)), random_images(input_size), warmup)
     # Alternating runs share the machine's load (other processes) fairly.
     for _ in range(repeats):
         ours.times_ms.append(ours())
         baseline.times_ms.append(baseline())
+        for network in networks.values():
+            network.times_ms.append(network())
     result = {"input_size": list(input_size), "ours": ours.summary(),
               baseline_name: baseline.summary(),
               "peak_rss_mb_after_ours": round(peak_after_ours)}
+    for name, network in networks.items():
+        result[name] = network.latency()
+        result[f"{name}_speedup_over_forward"] = round(
+            result["ours"]["median_ms"] / result[name]["median_ms"], 3)
     result["ours"]["params_m"] = round(
         profile.count_model_params(ours_model) / 1e6, 2)
     result["time_per_madd_ratio"] = round(
@@ -236,6 +269,9 @@ def parse_args(argv):
                              "max_detections=50; default detection_score_threshold=0")
     parser.add_argument("--fusion_score_threshold", type=float,
                         help="top-down post-processing score threshold (default 0)")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also time our network computing in bfloat16 (Keras "
+                             "mixed precision, the same weights)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
@@ -313,7 +349,7 @@ def main(argv):
     for size in sizes:
         ours, baseline, name = _models(args, tuple(size))
         report["runs"].append(run(ours, baseline, name, tuple(size), args.warmup,
-                                  args.repeats))
+                                  args.repeats, args.bfloat16))
         keras.backend.clear_session()
     report["peak_rss_mb"] = round(_peak_rss_mb())
     print(json.dumps(report, indent=2))

@@ -1,20 +1,31 @@
-"""Benchmark: Panoptic-DeepLab post-processing latency on a realistic random input.
+"""Benchmark: Panoptic-DeepLab upsampling and post-processing latency on a realistic random input.
 
-Builds model-like outputs for a street scene: smooth semantic logits with stuff
-bands and planted thing instances (ellipses of the Cityscapes thing classes),
-a center heatmap of sigma-8 Gaussians at the planted centers over low noise,
-and offsets pointing at the centers inside the instances. Times the compiled
-`deeplab2.model.panoptic_deeplab.postprocess.panoptic_deeplab` after warm-up
-(compilation is reported separately) and prints one JSON object: median and min
-latency in ms, the median CPU time of the process (all threads; close to the
-unloaded latency when other jobs share the cores), the same run's latency of a
-bare argmax over the logits (one read of the input: a baseline that drifts with
-the machine like the result does) and the ratio to it, compile seconds, centers
-found, and the growth of the peak resident memory of the process over the
-compile and timed runs. With `--forward_backbone` (default resnet50; `none`
-skips it) it also times that Panoptic-DeepLab's forward pass at the same size,
-alternating with the post-processing so both see the same load, and reports the
-fraction of the forward time the post-processing takes (target: at most 10%).
+Builds model-like outputs for a street scene at the input size: smooth
+semantic logits with stuff bands and planted thing instances (ellipses of the
+Cityscapes thing classes), a center heatmap of sigma-8 Gaussians at the
+planted centers over low noise, and offsets pointing at the centers inside
+the instances; the network's heads are these at stride 4 (every fourth pixel,
+offsets in stride-4 pixels), as the model computes them before its
+upsampling. Times, after warm-up (compilation is reported separately):
+
+- the path of plain inference: the compiled
+  `deeplab2.model.panoptic_deeplab.postprocess.panoptic_deeplab` given the
+  heads and the output size, upsampling inside (`median_ms`);
+- the baseline in the same run: the model's upsampling of the heads
+  (TensorFlow's kernel), the softmax probabilities at full resolution and
+  the post-processing of those (`full_resolution_baseline_ms`), as the
+  predictor did before the upsampling moved inside.
+
+Prints one JSON object: median and min latency in ms, the median CPU time of
+the process (all threads), the baseline and the speed ratio, the same run's
+latency of a bare argmax over full-resolution logits (one read of what the
+baseline stores: a yardstick that drifts with the machine like the result),
+compile seconds, centers found, and the growth of the peak resident memory.
+With `--forward_backbone` (default resnet50; `none` skips it) it also times
+that Panoptic-DeepLab's network (its heads, `network_outputs`) at the same
+size, alternating with the post-processing so both see the same load, and
+reports the fraction of the network's time the upsampling and
+post-processing take (target: at most 5%).
 
 Usage (options only, no program name):
   deeplab2.benchmarks.postprocess.main(["--repeats", "5"])
@@ -33,10 +44,13 @@ from deeplab2 import common
 from deeplab2.benchmarks import model as model_benchmark
 from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.model import builder, profile
+from deeplab2.model.meta import get_meta_architecture
 from deeplab2.model.panoptic_deeplab import postprocess
+from deeplab2.model.panoptic_deeplab.model import PanopticDeepLab
 
 TARGET_MS = 150.0
-TARGET_FRACTION_OF_FORWARD = 0.10
+TARGET_FRACTION_OF_FORWARD = 0.05
+HEAD_STRIDE = 4
 CITYSCAPES = get_dataset_info("cityscapes")
 
 
@@ -44,7 +58,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmark.py postprocess",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs=2, default=(1025, 2049),
-                        metavar=("HEIGHT", "WIDTH"))
+                        metavar=("HEIGHT", "WIDTH"), help="sides 4 * k + 1")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--classes", type=int, default=19,
                         help="semantic classes; the last 8/19 of them are things")
@@ -59,7 +73,11 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--forward_backbone", default="resnet50",
                         help="time this Panoptic-DeepLab's forward pass too; 'none' skips it")
     parser.add_argument("--forward_output_stride", type=int, default=32)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if any(side < 5 or (side - 1) % HEAD_STRIDE for side in args.size):
+        parser.error(f"--size sides must be {HEAD_STRIDE} * k + 1 (k >= 1), the sizes "
+                     f"whose heads are at stride {HEAD_STRIDE}; got {args.size}.")
+    return args
 
 
 def _smooth_noise(rng, height, width, channels, cell=16):
@@ -68,8 +86,11 @@ def _smooth_noise(rng, height, width, channels, cell=16):
     return tf.image.resize(coarse.astype(np.float32), (height, width))[0].numpy()
 
 
-def make_inputs(rng, height, width, num_classes, thing_ids, num_centers):
-    """One image of model-like outputs: (logits, heatmap, offset) without batch dim."""
+def make_inputs(rng, height, width, num_classes, thing_ids, num_centers, grid=1):
+    """One image of model-like outputs: (logits, heatmap, offset) without batch dim;
+    centers on multiples of `grid` (a heatmap peak on a node of the heads'
+    grid stays one peak after upsampling, instead of a plateau of equal
+    values between two nodes)."""
     yy, xx = np.mgrid[:height, :width].astype(np.float32)
     stuff = [c for c in range(num_classes) if c not in thing_ids]
     label = np.full((height, width), stuff[0], np.int32)  # ground
@@ -79,7 +100,8 @@ def make_inputs(rng, height, width, num_classes, thing_ids, num_centers):
     heatmap = rng.uniform(0, 0.05, (height, width)).astype(np.float32)
     offset = 0.5 * _smooth_noise(rng, height, width, 2)
     for _ in range(num_centers):
-        cy, cx = rng.uniform(0.35, 0.9) * height, rng.uniform(0, width)
+        cy, cx = rng.uniform(0.35, 0.9) * height, rng.uniform(0, width - 1)
+        cy, cx = grid * round(cy / grid), grid * round(cx / grid)
         ry, rx = rng.uniform(10, 80), rng.uniform(10, 120)
         inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
         label[inside] = rng.choice(thing_ids)
@@ -108,60 +130,97 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _heads(logits, heatmap, offset):
+    """Full-resolution outputs -> the network's heads at stride 4 (align
+    corners: head pixel k is image pixel 4k; offsets in head pixels)."""
+    every = slice(None, None, HEAD_STRIDE)
+    return (logits[:, every, every], heatmap[:, every, every],
+            offset[:, every, every] / HEAD_STRIDE)
+
+
 def run(args: argparse.Namespace) -> Dict[str, object]:
-    """Times the post-processing; returns the JSON-ready results."""
+    """Times the post-processing and its baseline; returns the JSON-ready results."""
     height, width = args.size
     num_things = max(1, round(args.classes * 8 / 19))
     thing_ids = tuple(range(args.classes - num_things, args.classes))
     rng = np.random.default_rng(args.seed)
-    images = [make_inputs(rng, height, width, args.classes, thing_ids, args.centers)
-              for _ in range(args.batch)]
-    logits, heatmap, offset = (tf.constant(np.stack(parts)) for parts in zip(*images))
+    images = [make_inputs(rng, height, width, args.classes, thing_ids, args.centers,
+                          grid=HEAD_STRIDE) for _ in range(args.batch)]
+    heads = [tf.constant(part) for part in _heads(*(np.stack(p) for p in zip(*images)))]
+    options = dict(thing_class_ids=thing_ids, label_divisor=CITYSCAPES.label_divisor,
+                   ignore_label=CITYSCAPES.ignore_label,
+                   stuff_area_limit=CITYSCAPES.stuff_area_limit, nms_kernel=args.nms_kernel,
+                   keep_k_centers=args.keep_k, tile_size=args.tile_size)
 
     def call():
-        result = postprocess.panoptic_deeplab(
-            logits, heatmap, offset, thing_class_ids=thing_ids,
-            label_divisor=CITYSCAPES.label_divisor, ignore_label=CITYSCAPES.ignore_label,
-            stuff_area_limit=CITYSCAPES.stuff_area_limit, nms_kernel=args.nms_kernel,
-            keep_k_centers=args.keep_k, tile_size=args.tile_size)
+        result = postprocess.panoptic_deeplab(*heads, output_size=(height, width), **options)
         return {key: value.numpy() for key, value in result.items()}
+
+    @tf.function
+    def full_resolution(logits, heatmap, offset):
+        outputs = PanopticDeepLab.upsample_outputs(
+            {common.SEMANTIC_LOGITS: logits, common.CENTER_HEATMAP: heatmap,
+             common.OFFSET: offset}, (height, width))
+        return postprocess.panoptic_deeplab(
+            None, outputs[common.CENTER_HEATMAP], outputs[common.OFFSET],
+            semantic_probabilities=tf.nn.softmax(outputs[common.SEMANTIC_LOGITS]),
+            **options)
+
+    def call_baseline():
+        return {key: value.numpy() for key, value in full_resolution(*heads).items()}
 
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
     result = call()
     compile_s = time.perf_counter() - start
+    baseline_result = call_baseline()
     for _ in range(args.warmup):
         call()
+        call_baseline()
     forward = None
     if args.forward_backbone != "none":
         model = builder.build_model(dataset=profile.placeholder_dataset(args.classes),
                                     backbone=args.forward_backbone,
                                     output_stride=args.forward_output_stride)
-        forward = model_benchmark.TimedForward(model, (height, width), args.warmup)
-    times, cpu_times = [], []
+        family = get_meta_architecture(model.model_config.meta_architecture)
+        forward = model_benchmark.Timed(lambda x: family.network_outputs(model, x),
+                                        model_benchmark.random_images((height, width)),
+                                        args.warmup)
+    times, cpu_times, baseline_times = [], [], []
     for _ in range(args.repeats):
         start, cpu_start = time.perf_counter(), time.process_time()
         call()
         times.append((time.perf_counter() - start) * 1e3)
         cpu_times.append((time.process_time() - cpu_start) * 1e3)
+        start = time.perf_counter()
+        call_baseline()
+        baseline_times.append((time.perf_counter() - start) * 1e3)
         if forward is not None:
             forward.times_ms.append(forward())
     median = statistics.median(times)
+    baseline = statistics.median(baseline_times)
+    full_logits = PanopticDeepLab.upsample_outputs({common.SEMANTIC_LOGITS: heads[0]},
+                                                   (height, width))[common.SEMANTIC_LOGITS]
     argmax_ms = _median_ms(tf.function(lambda x: tf.argmax(x, axis=-1), jit_compile=True),
-                           logits, args.repeats)
+                           full_logits, args.repeats)
     report = {
         "benchmark": "postprocess",
         "input": [args.batch, height, width, args.classes],
+        "heads": list(heads[0].shape),
         "centers_planted": args.centers,
         "centers_found": int((result[common.INSTANCE_CENTERS][..., 0] >= 0).sum()),
         "keep_k": args.keep_k,
         "nms_kernel": args.nms_kernel,
         "tile_size": args.tile_size,
         "thing_pixel_fraction": round(float(np.isin(result[common.SEMANTIC], thing_ids).mean()), 3),
+        "same_panoptic_as_baseline": bool(np.array_equal(result[common.PANOPTIC],
+                                                         baseline_result[common.PANOPTIC])),
         "repeats": args.repeats,
         "median_ms": round(median, 1),
         "min_ms": round(min(times), 1),
         "median_cpu_ms": round(statistics.median(cpu_times), 1),
+        "full_resolution_baseline_ms": round(baseline, 1),
+        "speedup_over_baseline": round(baseline / median, 2),
         "argmax_baseline_ms": round(argmax_ms, 1),
         "ratio_to_argmax": round(median / argmax_ms, 1),
         "first_call_s": round(compile_s, 2),
@@ -176,6 +235,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
             "forward_output_stride": args.forward_output_stride,
             "forward_median_ms": round(forward_ms, 1),
             "fraction_of_forward": round(median / forward_ms, 3),
+            "baseline_fraction_of_forward": round(baseline / forward_ms, 3),
             "target_fraction_of_forward": TARGET_FRACTION_OF_FORWARD,
             "meets_fraction_target": median <= TARGET_FRACTION_OF_FORWARD * forward_ms,
         })

@@ -1,18 +1,18 @@
-"""Benchmark: examples per second of the training step, compiled with XLA and not.
+"""Benchmark: examples per second of the training step, compiled with XLA and not, float32 and bfloat16.
 
 For each backbone, builds the default Panoptic-DeepLab of that backbone for
-Cityscapes (19 classes) at the given crop, and times the trainer's own step
-(deeplab2.training.train_loop: forward pass, losses, gradients, Adam update)
-on one fixed batch with real targets, repeated, so that the input pipeline
-does not count. The uncompiled and the XLA-compiled step (`jit_compile`) are
-timed alternately in one run, after a warm-up that includes compilation, so
-both see the same machine load (both start from the same weights; their
-first losses differ by the dropout masks only). Prints one JSON object with the median seconds per step,
-examples/s and the speed-up of the compiled step.
-
-Usage (options only, no program name):
-  deeplab2.benchmarks.train.main(["--backbone", "mobilenet_v3_small",
-                                  "--input_size", "513", "1025"])
+Cityscapes (19 classes) at the given crop (or, with `--deeplab2_config`,
+google-research/deeplab2's architecture of that config), and times the
+trainer's own step (deeplab2.training.train_loop: forward pass, losses,
+gradients, Adam update) on one fixed batch with real targets, repeated, so
+that the input pipeline does not count. The uncompiled and the XLA-compiled
+step (`jit_compile`), and with `--bfloat16` both again with the model built
+under Keras's mixed_bfloat16 policy (as `Trainer.mixed_precision =
+"bfloat16"` builds it), are timed alternately in one run, after a warm-up
+that includes compilation, so all see the same machine load (all start from
+the same weights; their first losses differ by the dropout masks and the
+precision only). Prints one JSON object with the median seconds per step,
+examples/s and each variant's speed-up over the uncompiled float32 step.
 """
 import argparse
 import json
@@ -26,7 +26,8 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2.benchmarks.data import make_scene
-from deeplab2.model import build_model, get_meta_architecture
+from deeplab2.model import build_model, builder, get_meta_architecture
+from deeplab2.training import config as config_lib
 from deeplab2.training.optimizer import FusedAdam
 from deeplab2.training.train_loop import LoopOptions, TrainLoop
 
@@ -46,12 +47,24 @@ def _batch(config, batch_size: int, seed: int) -> Dict[str, tf.Tensor]:
     return {k: tf.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def _loop(backbone: str, crop, output_stride: int, batch_size: int, jit_compile: bool,
-          work_dir: str, seed: int) -> TrainLoop:
+def _model_options(backbone: str, crop, output_stride: int, deeplab2_config):
+    if deeplab2_config:
+        options = config_lib.model_options(config_lib.deeplab2_config_file(deeplab2_config))
+        return dict(options, crop_size=crop)
+    return dict(dataset="cityscapes", backbone=backbone, crop_size=crop,
+                output_stride=output_stride)
+
+
+def _loop(options, batch_size: int, jit_compile: bool, precision: str, work_dir: str,
+          seed: int) -> TrainLoop:
     strategy = tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
-    model = build_model(dataset="cityscapes", backbone=backbone, crop_size=crop,
-                        output_stride=output_stride)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(builder.COMPUTE_DTYPES[precision])
+    try:
+        model = build_model(**options)
+    finally:
+        keras.config.set_dtype_policy(previous)
     config = model.model_config
     family = get_meta_architecture(config.meta_architecture)
     batch = _batch(config, batch_size, seed)
@@ -64,12 +77,19 @@ def _loop(backbone: str, crop, output_stride: int, batch_size: int, jit_compile:
 
 
 def run_backbone(backbone: str, args: argparse.Namespace) -> Dict:
-    """Times the uncompiled and the compiled step of one backbone."""
-    crop = tuple(args.input_size)
+    """Times the step variants of one backbone."""
+    options = _model_options(backbone, tuple(args.input_size), args.output_stride,
+                             args.deeplab2_config)
+    variants = [("uncompiled", False, "float32"), ("compiled", True, "float32")]
+    if args.bfloat16:
+        variants += [("uncompiled_bfloat16", False, "bfloat16"),
+                     ("compiled_bfloat16", True, "bfloat16")]
+    if args.skip_compiled:
+        variants = [variant for variant in variants if not variant[1]]
     with tempfile.TemporaryDirectory() as work_dir:
-        loops = {name: _loop(backbone, crop, args.output_stride, args.batch_size, jit,
-                             f"{work_dir}/{name}", args.seed)
-                 for name, jit in (("uncompiled", False), ("compiled", True))}
+        loops = {name: _loop(options, args.batch_size, jit, precision, f"{work_dir}/{name}",
+                             args.seed)
+                 for name, jit, precision in variants}
         steps = {name: loop.loop_function(1) for name, loop in loops.items()}
         iterators = {name: loop.data_iterator(0) for name, loop in loops.items()}
         warmup_s, first_loss = {}, {}
@@ -92,8 +112,10 @@ def run_backbone(backbone: str, args: argparse.Namespace) -> Dict:
         result[name] = {"median_s_per_step": round(median, 3),
                         "examples_per_s": round(args.batch_size / median, 3),
                         "warmup_s": warmup_s[name], "first_total_loss": first_loss[name]}
-    result["compiled_speedup"] = round(result["uncompiled"]["median_s_per_step"]
-                                       / result["compiled"]["median_s_per_step"], 3)
+    for name in loops:
+        if name != "uncompiled":
+            result[f"{name}_speedup"] = round(result["uncompiled"]["median_s_per_step"]
+                                              / result[name]["median_s_per_step"], 3)
     return result
 
 
@@ -104,6 +126,14 @@ def parse_args(argv):
     parser.add_argument("--input_size", type=int, nargs=2, default=(513, 1025),
                         metavar=("H", "W"), help="training crop (k * output_stride + 1)")
     parser.add_argument("--output_stride", type=int, default=32)
+    parser.add_argument("--deeplab2_config", default=None,
+                        help="google-research/deeplab2's architecture of this config "
+                             "(e.g. resnet50_os32) instead of the default one")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also time both steps with mixed_bfloat16 precision")
+    parser.add_argument("--skip_compiled", action="store_true",
+                        help="time the uncompiled steps only (XLA compiles a real "
+                             "backbone's step for minutes on a CPU)")
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -114,11 +144,13 @@ def parse_args(argv):
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     report = {
-        "benchmark": "train", "input_size": list(args.input_size),
+        "benchmark": "train", "deeplab2_config": args.deeplab2_config,
+        "input_size": list(args.input_size),
         "batch_size": args.batch_size, "output_stride": args.output_stride,
         "repeats": args.repeats,
-        "backbones": {name: run_backbone(name, args)
-                      for name in args.backbone or DEFAULT_BACKBONES},
+        "backbones": {name: run_backbone(name, args) for name in (
+            [args.deeplab2_config] if args.deeplab2_config else
+            args.backbone or DEFAULT_BACKBONES)},
     }
     print(json.dumps(report, indent=2))
     return 0

@@ -16,7 +16,6 @@ predictions (deeplab2.inference.Predictor, an exported model, ...) over the
 batches of the evaluation pipeline, so it serves models trained anywhere.
 """
 import json
-import os
 from typing import Callable, Dict, Iterable, Optional
 
 import numpy as np

@@ -5,9 +5,9 @@ this module does on the host what the SavedModel does inside: it pads an
 image to the network's input size (shrinking it first when it is larger, as
 `Predictor(fit_size=...)`), and runs the family's TensorFlow post-processing
 eagerly on the network's raw outputs, cropping the maps back to the image.
-It runs a deeplab2 `Predictor` whose model is a stand-in returning the
-network's outputs (upsampled as the model does, for a family whose network
-file stops before its upsampling), so that the predictions are computed by
+It runs a deeplab2 `Predictor` whose network is the file's (upsampled as
+the model does, for a family whose network file stops before its
+upsampling), so that the predictions are computed by
 the same code as the SavedModel's (for an image no larger than the input
 size, the same maps).
 
@@ -32,7 +32,6 @@ from deeplab2.export import onnx as onnx_export
 from deeplab2.export import tflite as tflite_export
 from deeplab2.export.network import NetworkFileError, NetworkInfo
 from deeplab2.inference import Predictor
-from deeplab2.model.meta import get_meta_architecture
 
 # A run of the network: float32 images [batch, height, width, 3] -> raw outputs.
 RunNetwork = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -102,24 +101,19 @@ def check_outputs(raw_outputs: Mapping[str, np.ndarray], info: NetworkInfo
 
 
 class _NetworkStandIn:
-    """What a Predictor needs of a model (its config, a name, outputs of a
-    batch of images), the outputs coming from `run` instead of Keras."""
+    """What a Predictor needs of a model besides its network: its config and a name."""
 
     name = "exported_network"
 
-    def __init__(self, info: NetworkInfo, run: RunNetwork):
+    def __init__(self, info: NetworkInfo):
         self.model_config = info.config
-        self._family = get_meta_architecture(info.config.meta_architecture)
-        self._run = run
-
-    def __call__(self, images: tf.Tensor, training: bool = False) -> Dict[str, tf.Tensor]:
-        del training  # an exported network always infers
-        outputs = {key: tf.constant(value) for key, value in self._run(images.numpy()).items()}
-        return self._family.upsample_network_outputs(outputs, images.shape[1:3])
 
 
 def _predictor(info: NetworkInfo, run: RunNetwork) -> Predictor:
-    return Predictor(_NetworkStandIn(info, run), fit_size=info.input_size)
+    def network(images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return {key: tf.constant(value) for key, value in run(images.numpy()).items()}
+
+    return Predictor(_NetworkStandIn(info), fit_size=info.input_size, network=network)
 
 
 def _numpy(predictions: Mapping[str, tf.Tensor]) -> Dict[str, np.ndarray]:

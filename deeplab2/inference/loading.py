@@ -9,12 +9,14 @@ def load_predictor(model_dir: str, checkpoint: Optional[str] = None, *,
                    scales: Sequence[float] = (1.0,), flip: bool = False,
                    postprocess: Optional[Mapping[str, Any]] = None,
                    shorter_side: Optional[int] = None,
-                   max_longer_side: Optional[int] = None
+                   max_longer_side: Optional[int] = None,
+                   compute_dtype: str = "float32"
                    ) -> Tuple[Predictor, int, str]:
     """(predictor, step, checkpoint path) of a model directory's model with
     the weights of `checkpoint` (default: the latest), test-time augmentation
-    and size (see Predictor), and post-processing overrides."""
-    model, step, path = restore_model_dir(model_dir, checkpoint)
+    and size (see Predictor), post-processing overrides, and the network's
+    compute dtype (deeplab2.model.load_model)."""
+    model, step, path = restore_model_dir(model_dir, checkpoint, compute_dtype)
     predictor = Predictor(model, scales=scales, flip=flip, postprocess=postprocess,
                           shorter_side=shorter_side, max_longer_side=max_longer_side)
     return predictor, step, path

@@ -12,8 +12,11 @@ the pad value. Test-time augmentation averages, over scales and left-right
 flips, the dense outputs the family declares (softmax probabilities of logits,
 maps as they are, offsets with the x component negated after a flip and
 rescaled after a resize), each resized to the input size with align-corners
-bilinear resizing. With scales (1.0,) and no flip it is exactly plain
-inference. Given the size of each image inside its padded input, a scaled pass
+bilinear resizing. With scales (1.0,) and no flip it is plain inference:
+the family post-processes the network's outputs as they come
+(`MetaArchitecture.postprocess_network_outputs`), which for Panoptic-DeepLab
+upsamples them inside its compiled post-processing and never stores the
+full-resolution logits. Given the size of each image inside its padded input, a scaled pass
 fills what lies beyond the scaled image with the pad value, as training pads a
 scaled image, so the model is not fed a band blending the last pixels with
 the padding. Image sizes may be unknown when tracing (an exported model):
@@ -105,13 +108,16 @@ class Predictor:
             square canvas of `max_longer_side` (padded to a size the model
             takes), then bring maps and boxes back to the image's own size
             (nearest neighbour for maps). None: no resize.
+        network: images -> the family's `network_outputs` (e.g. an exported
+            network file run on the host); by default the model's.
     """
 
     def __init__(self, model: keras.Model, *, scales: Sequence[float] = (1.0,),
                  flip: bool = False, postprocess: Optional[Mapping[str, Any]] = None,
                  fit_size: Optional[Sequence[int]] = None,
                  shorter_side: Optional[int] = None,
-                 max_longer_side: Optional[int] = None):
+                 max_longer_side: Optional[int] = None,
+                 network: Optional[Callable[[tf.Tensor], Dict[str, tf.Tensor]]] = None):
         config = getattr(model, "model_config", None)
         if not isinstance(config, ModelConfig):
             raise ValueError(f"model {model.name} has no model_config: build it with "
@@ -120,6 +126,7 @@ class Predictor:
             raise ValueError("scales must hold at least one scale.")
         self.model = model
         self.family = get_meta_architecture(config.meta_architecture)
+        self.network = network or (lambda images: self.family.network_outputs(model, images))
         if postprocess:
             config = self.family.resolve(
                 config.replace(postprocess=dict(config.postprocess, **postprocess)))
@@ -156,6 +163,13 @@ class Predictor:
     def info(self):
         return self.config.dataset
 
+    @property
+    def compute_dtype(self) -> str:
+        """The network's arithmetic: "float32", or "bfloat16" for a model
+        built with Keras's mixed_bfloat16 policy."""
+        policy = getattr(self.model, "dtype_policy", None)
+        return getattr(policy, "compute_dtype", "float32")
+
     def _one_pass(self, images: tf.Tensor, scale: float, flip: bool,
                   image_sizes: Optional[tf.Tensor]) -> Dict[str, tf.Tensor]:
         height, width = _image_size(images)
@@ -168,7 +182,8 @@ class Predictor:
                                             self.config.pad_value)
         if flip:
             inputs = tf.reverse(inputs, axis=[2])
-        outputs = self.model(inputs, training=False)
+        outputs = self.family.upsample_network_outputs(self.network(inputs),
+                                                       _image_size(inputs))
         result = {}
         for key, dense in self.family.dense_outputs.items():
             if key not in outputs:
@@ -208,7 +223,8 @@ class Predictor:
             raise ValueError(f"images must be [batch, height, width, 3], got shape "
                              f"{images.shape}.")
         if not self.family.dense_outputs:
-            return dict(self.model(images, training=False))
+            return dict(self.family.upsample_network_outputs(self.network(images),
+                                                             _image_size(images)))
         passes = [self._one_pass(images, scale, flip, image_sizes) for scale in self.scales
                   for flip in ((False, True) if self.flip else (False,))]
         return {key: tf.add_n([p[key] for p in passes]) / len(passes) for key in passes[0]}
@@ -223,6 +239,11 @@ class Predictor:
 
     def _predict(self, images: tf.Tensor, image_sizes: Optional[tf.Tensor]
                  ) -> Dict[str, tf.Tensor]:
+        if self.scales == (1.0,) and not self.flip:
+            images = tf.convert_to_tensor(images)
+            return self.family.postprocess_network_outputs(
+                self.network(images), _image_size(images), self.config,
+                self.config.postprocess)
         raw = self.raw_predictions(images, image_sizes)
         predictions = self.family.postprocess(raw, self.config, self.config.postprocess)
         predictions.update({k: raw[k] for k in self.family.visual_outputs if k in raw})

@@ -21,6 +21,18 @@ DEFAULT_PIXEL_MEAN = 127.5
 DEFAULT_PIXEL_STD = 127.5
 
 
+def _keep_float32(model: keras.Model, names) -> None:
+    """Sets the layers of `model` named `names`, and theirs, to compute in float32."""
+    for layer in model._flatten_layers(include_self=False):
+        if layer.name in names:
+            for inner in layer._flatten_layers():
+                inner.dtype_policy = "float32"
+
+
+# Compute dtypes a model can be built with, and their Keras dtype policies.
+COMPUTE_DTYPES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
 @gin.configurable
 def build_model(meta_architecture: str = "panoptic_deeplab",
                 dataset: Union[str, DatasetInfo] = gin.REQUIRED, *,
@@ -52,7 +64,8 @@ def build_model(meta_architecture: str = "panoptic_deeplab",
 
 
 def model_from_config(config: ModelConfig, pretrained: bool = True,
-                      create_variables: bool = True) -> keras.Model:
+                      create_variables: bool = True,
+                      compute_dtype: Optional[str] = None) -> keras.Model:
     """The model of a complete `ModelConfig`, as `model.model_config` says.
 
     Args:
@@ -60,11 +73,27 @@ def model_from_config(config: ModelConfig, pretrained: bool = True,
             ImageNet); False when a checkpoint will overwrite them.
         create_variables: run one small forward pass so that every variable
             exists (needed before restoring a checkpoint or training).
+        compute_dtype: "float32", or "bfloat16" for Keras's mixed precision
+            policy: variables stay float32 (the same checkpoints), layers
+            compute in bfloat16 (`COMPUTE_DTYPES`) except the family's
+            `bfloat16_float_layers`; None: Keras's global policy as it is
+            (the trainer's mixed precision sets it for the whole model).
     """
+    if compute_dtype is not None and compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got "
+                         f"{compute_dtype!r}.")
     family = get_meta_architecture(config.meta_architecture)
-    model = family.build(config, pretrained=pretrained)
-    model.model_config = config
-    if create_variables:
-        side = family.padded_size(2 * config.output_stride, config)
-        model(np.zeros((1, side, side, 3), np.float32), training=False)
+    previous = keras.config.dtype_policy()
+    if compute_dtype is not None:
+        keras.config.set_dtype_policy(COMPUTE_DTYPES[compute_dtype])
+    try:  # layers read the policy when created, some in their first call
+        model = family.build(config, pretrained=pretrained)
+        model.model_config = config
+        if compute_dtype == "bfloat16":
+            _keep_float32(model, family.bfloat16_float_layers)
+        if create_variables:
+            side = family.padded_size(2 * config.output_stride, config)
+            model(np.zeros((1, side, side, 3), np.float32), training=False)
+    finally:
+        keras.config.set_dtype_policy(previous)
     return model

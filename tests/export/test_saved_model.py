@@ -232,6 +232,7 @@ def test_the_metadata_signature_and_file_describe_the_model(exported):
     assert config["postprocess"]["nms_kernel"] == 3
     assert metadata["test_time"] == {"scales": list(SCALES), "flip": FLIP,
                                      "shorter_side": None, "max_longer_side": None}
+    assert metadata["compute_dtype"] == "float32"
     assert sorted(metadata["signatures"]) == ["metadata", "serving_batch", "serving_default"]
 
 

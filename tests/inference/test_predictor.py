@@ -8,7 +8,10 @@ from deeplab2 import common
 from deeplab2.common import SEMANTIC_PROBABILITIES
 from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.inference import Predictor
+from deeplab2.model import build_model
 from deeplab2.model.meta import get_meta_architecture, make_config
+
+import strided_conv_backbone
 
 INFO = get_dataset_info("synthetic")
 FAMILY = get_meta_architecture("panoptic_deeplab")
@@ -35,6 +38,10 @@ class PixelModel(keras.Model):
             size=(3, INFO.num_classes)).astype(np.float32))
 
     def call(self, images, training=None):
+        return self.head_outputs(images, training)
+
+    def head_outputs(self, images, training=None):
+        """Already at the input's size: the family's upsampling keeps them."""
         x = images / 255.0
         shape = tf.shape(images)
         return {
@@ -87,9 +94,9 @@ def test_scales_rescale_offsets_to_input_pixels():
 class InputRecorder(PixelModel):
     """PixelModel that keeps the last input it was given."""
 
-    def call(self, images, training=None):
+    def head_outputs(self, images, training=None):
         self.seen = images
-        return super().call(images, training)
+        return super().head_outputs(images, training)
 
 
 @pytest.mark.parametrize("scale", [2.0, 4.0])
@@ -133,6 +140,39 @@ def test_call_returns_panoptic_predictions_with_scores():
     np.testing.assert_array_equal(
         semantic, np.argmax(predictor.raw_predictions(_images())[SEMANTIC_PROBABILITIES],
                             axis=-1))
+
+
+SMALL = dict(semantic_aspp_channels=16, semantic_decoder_channels=16,
+             semantic_head_channels=16, instance_aspp_channels=16,
+             instance_decoder_channels=8, instance_head_channels=8)
+
+
+@pytest.mark.parametrize("semantic_only", [False, True])
+def test_plain_inference_equals_post_processing_the_full_resolution_outputs(semantic_only):
+    """A plain pass post-processes the heads at stride 4, upsampling inside;
+    it predicts what post-processing the model's full-resolution outputs
+    (softmax probabilities) predicts."""
+    keras.utils.set_random_seed(1)  # heatmaps with positive peaks
+    model = build_model(dataset="synthetic", backbone=strided_conv_backbone.register(),
+                        semantic_only=semantic_only, postprocess={"center_threshold": 0.0},
+                        **SMALL)
+    predictor = Predictor(model)
+    images = _images(65, 97)
+    plain = predictor(images)
+    full = predictor.family.postprocess(predictor.raw_predictions(images), predictor.config,
+                                        predictor.config.postprocess)
+    for key in (common.SEMANTIC, common.INSTANCE, common.PANOPTIC, common.INSTANCE_CLASSES,
+                common.INSTANCE_PANOPTIC_IDS):
+        np.testing.assert_array_equal(plain[key], full[key], err_msg=key)
+    np.testing.assert_allclose(plain[common.INSTANCE_SCORES], full[common.INSTANCE_SCORES],
+                               rtol=1e-5)
+    assert len(np.unique(plain[common.SEMANTIC])) > 1
+    if not semantic_only:
+        assert (plain[common.INSTANCE_SCORES].numpy() > 0).sum() > 1
+        outputs = model(images)
+        for key in predictor.family.visual_outputs:
+            np.testing.assert_allclose(plain[key], outputs[key], rtol=0,
+                                       atol=1e-6 * np.abs(outputs[key]).max())
 
 
 def test_postprocess_overrides_are_validated_by_the_family():

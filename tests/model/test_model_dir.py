@@ -2,11 +2,14 @@
 without Gin, and one-line errors for everything that does not fit."""
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import deeplab2
+from deeplab2 import common
+from deeplab2.inference import Predictor
 from deeplab2.model import build_model
 from deeplab2.model import model_dir as model_dir_lib
 from deeplab2.model.meta import FORMAT_VERSION
@@ -49,6 +52,32 @@ def test_load_model_rebuilds_the_model_and_its_weights(saved):
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
     _, step, path = model_dir_lib.restore_model_dir(str(directory))
     assert step == 3 and path.endswith("ckpt-1")
+
+
+def test_a_bfloat16_model_reads_the_same_checkpoint_and_computes_close_outputs(saved):
+    """Mixed precision: float32 variables (the same checkpoint), bfloat16
+    layers, float32 outputs within bfloat16's precision of the model's; the
+    global policy is left as it was."""
+    directory, model = saved
+    loaded = deeplab2.load_model(str(directory), compute_dtype="bfloat16")
+    assert keras.config.dtype_policy().name == "float32"
+    assert loaded.dtype_policy.compute_dtype == "bfloat16"
+    assert all(v.dtype == "float32" for v in loaded.weights)
+    for ours, theirs in zip(loaded.weights, model.weights):
+        np.testing.assert_array_equal(ours, theirs)
+    assert Predictor(loaded).compute_dtype == "bfloat16"
+    assert Predictor(model).compute_dtype == "float32"
+    images = np.random.default_rng(0).uniform(0, 255, (1, 65, 97, 3)).astype(np.float32)
+    expected, actual = model(images), loaded(images)
+    heads = loaded.head_outputs(images)
+    assert heads[common.SEMANTIC_LOGITS].dtype == "bfloat16"
+    for key in expected:
+        assert actual[key].dtype == "float32"
+        scale = np.abs(expected[key]).max()
+        error = np.abs(np.asarray(actual[key]) - expected[key]).max()
+        assert 0 < error <= 0.05 * scale, key  # bfloat16 has 8 bits of mantissa
+    with pytest.raises(ValueError, match="compute_dtype must be one of float32, bfloat16"):
+        deeplab2.load_model(str(directory), compute_dtype="float16")
 
 
 def test_the_config_file_is_json_without_gin(saved):

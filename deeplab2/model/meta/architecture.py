@@ -19,7 +19,9 @@ to; none of them branches on a family's name. It says:
 - `training_loss`: per-image losses of a batch (targets, outputs), one of them
   `TOTAL_LOSS`;
 - `postprocess`: raw outputs (test-time augmented when the family declares
-  `dense_outputs`) to the common currency of predictions, below.
+  `dense_outputs`) to the common currency of predictions, below;
+  `postprocess_network_outputs` the same for a plain pass, from the network's
+  outputs before any upsampling.
 
 The common currency, batched, int32 unless said otherwise:
     SEMANTIC, INSTANCE, PANOPTIC: [B, H, W] maps
@@ -85,6 +87,10 @@ class MetaArchitecture(abc.ABC):
     #: Names of the model's layers an int8 export keeps float: those the
     #: thresholded and compared outputs come from (deeplab2.export.tflite).
     int8_float_layers: Tuple[str, ...] = ()
+    #: Names of the model's layers a bfloat16 model keeps computing in
+    #: float32 (deeplab2.model.builder.model_from_config): those whose outputs
+    #: are compared for exact ties or thresholded.
+    bfloat16_float_layers: Tuple[str, ...] = ()
     #: Checkpoint formats of other code bases the family's models initialize
     #: from (`deeplab2.model.checkpoints.ForeignFormat`), e.g. deeplab2's.
     foreign_checkpoint_formats: Tuple[Callable, ...] = ()
@@ -147,6 +153,27 @@ class MetaArchitecture(abc.ABC):
         model's outputs; by default they are those already."""
         del size
         return outputs
+
+    def postprocess_network_outputs(self, outputs: Dict[str, tf.Tensor], size, config,
+                                    options: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
+        """The predictions of a plain pass (no test-time augmentation) from the
+        `network_outputs` of images of `size` (height, width): `postprocess`
+        of the upsampled outputs (dense ones converted, SOFTMAX to
+        probabilities), plus the `visual_outputs`. A family may fuse the
+        upsampling into its post-processing instead, never storing what it
+        only reads once (Panoptic-DeepLab's full-resolution logits)."""
+        outputs = self.upsample_network_outputs(outputs, size)
+        raw = dict(outputs)
+        if self.dense_outputs:
+            raw = {}
+            for key, dense in self.dense_outputs.items():
+                if key in outputs:
+                    value = tf.cast(outputs[key], tf.float32)
+                    raw[dense.key] = (tf.nn.softmax(value, axis=-1) if dense.kind == SOFTMAX
+                                      else value)
+        predictions = self.postprocess(raw, config, options)
+        predictions.update({key: raw[key] for key in self.visual_outputs if key in raw})
+        return predictions
 
     def check_input_size(self, size, config) -> Tuple[int, int]:
         """`size` (height, width) as ints if the model takes inputs of that

@@ -161,6 +161,29 @@ def test_the_imported_model_computes_deeplab2s_outputs(deeplab2_reference, impor
     assert len(pairs) == len(np.unique(theirs)) > 300
 
 
+def test_plain_inference_equals_post_processing_full_resolution_outputs_on_photos(
+        deeplab2_reference, imported, shared_data):
+    """The upsampling inside post-processing predicts, on real photos, what the
+    post-processing of the model's full-resolution probabilities predicts."""
+    model = deeplab2.load_model(str(imported))
+    predictor = Predictor(model, fit_size=(513, 1025), postprocess=REFERENCE_POSTPROCESS)
+    photos = [deeplab2_reference / "mnv3s_os16" / "dummy_000000_000000_leftImg8bit.png"]
+    photos += sorted((shared_data / "cityscapes" / "leftImg8bit").rglob("*.png"))[:1]
+    photos += sorted((shared_data / "coco_panoptic" / "images").glob("*.jpg"))[:1]
+    assert len(photos) == 3
+    for photo in photos:
+        images, _ = predictor.prepare_image(np.asarray(Image.open(photo).convert("RGB")))
+        plain = predictor(images)
+        full = predictor.family.postprocess(predictor.raw_predictions(images),
+                                            predictor.config, predictor.config.postprocess)
+        for key in (common.SEMANTIC, common.INSTANCE, common.PANOPTIC,
+                    common.INSTANCE_CLASSES, common.INSTANCE_PANOPTIC_IDS):
+            np.testing.assert_array_equal(plain[key], full[key], err_msg=f"{photo.name} {key}")
+        np.testing.assert_allclose(plain[common.INSTANCE_SCORES],
+                                   full[common.INSTANCE_SCORES], rtol=1e-5, atol=1e-7)
+        assert (plain[common.INSTANCE_SCORES].numpy() > 0.1).sum() >= 3, photo.name
+
+
 def test_the_os32_variant_restores_from_the_same_checkpoint(deeplab2_reference, tmp_path):
     output = tmp_path / "os32"
     assert _import_script().main([

@@ -1,4 +1,5 @@
 """Panoptic-DeepLab post-processing vs the numpy oracle, a hand-worked case, float32 checks."""
+import importlib
 import importlib.util
 import json
 import pathlib
@@ -8,9 +9,11 @@ import pytest
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2.model.layers import resize
 from deeplab2.model.panoptic_deeplab.postprocess import grouping
 from deeplab2.model.panoptic_deeplab.postprocess import panoptic_deeplab
 from deeplab2.utils import graph_dtypes
+from deeplab2.utils.xla_buffers import compiled_stored_shapes
 
 
 def _load_oracle():
@@ -235,7 +238,57 @@ def test_compiles_inside_a_jit_function():
     _assert_same(result, expected)
 
 
-@pytest.mark.parametrize("inputs", ["logits", "probabilities", "unknown_sizes"])
+def _upsampled_by_the_model(logits, heat, offset, size):
+    """What the predictor post-processed before upsampling moved inside: the
+    model's upsampling (TensorFlow's kernel), the softmax probabilities."""
+    scale = resize.scale_align_corners(logits.shape[1:3], size)
+    return (tf.nn.softmax(resize.resize_align_corners(logits, size)),
+            resize.resize_align_corners(heat, size),
+            resize.resize_align_corners(offset, size) * scale)
+
+
+@pytest.mark.parametrize("name", ["cityscapes_like", "small_tiles", "few_keep_k"])
+def test_upsampling_inside_equals_post_processing_the_upsampled_outputs(name):
+    """The heads at stride 4 with `output_size`: the same maps as the
+    post-processing of the full-resolution outputs and probabilities."""
+    _, _, num_classes, things, kernel, keep_k, area_limit, tile_size, _ = CONFIGS[name]
+    options = dict(thing_class_ids=things, label_divisor=1000, ignore_label=255,
+                   stuff_area_limit=area_limit, center_threshold=0.1,
+                   nms_kernel=kernel, keep_k_centers=keep_k, tile_size=tile_size)
+    rng = np.random.default_rng(sum(map(ord, name)))
+    for case in range(6):
+        low = _random_inputs(rng, 6, 8, num_classes, case=case)
+        probabilities, heat, offset = _upsampled_by_the_model(*low, (21, 29))
+        inside = panoptic_deeplab(*low, output_size=(21, 29), **options)
+        outside = panoptic_deeplab(None, heat, offset, semantic_probabilities=probabilities,
+                                   **options)
+        _assert_same(inside, {key: np.asarray(value) for key, value in outside.items()})
+        assert (np.asarray(inside[common.INSTANCE]) > 0).any() or case % 3 == 0
+        for key, expected in ((common.CENTER_HEATMAP, heat), (common.OFFSET, offset)):
+            # XLA may fuse an interpolation's multiply-add into one rounding.
+            np.testing.assert_allclose(inside[key], expected, rtol=0,
+                                       atol=1e-6 * np.abs(expected).max())
+
+
+def test_upsampling_inside_stores_no_full_resolution_class_scores():
+    rng = np.random.default_rng(4)
+    logits, heat, offset = _random_inputs(rng, 6, 8, 7, case=1)
+    module = importlib.import_module(panoptic_deeplab.__module__)
+    options = dict(thing_class_ids=(4, 5, 6), label_divisor=1000, ignore_label=255,
+                   stuff_area_limit=40, center_threshold=0.1, nms_kernel=3,
+                   keep_k_centers=20, tile_size=8)
+    shapes = compiled_stored_shapes(module._compiled_postprocess, logits, None, heat,
+                                    offset, tf.constant([21, 29]), **options)
+    assert "s32[2,21,29]" in shapes  # the maps are stored, at full resolution
+    assert not [shape for shape in shapes if shape.endswith(",21,29,7]")], shapes
+    # Without output_size the full-resolution scores are an input.
+    probabilities, heat, offset = _upsampled_by_the_model(logits, heat, offset, (21, 29))
+    shapes = compiled_stored_shapes(module._compiled_postprocess, None, probabilities,
+                                    heat, offset, None, **options)
+    assert "f32[2,21,29,7]" in shapes
+
+
+@pytest.mark.parametrize("inputs", ["logits", "probabilities", "unknown_sizes", "upsampled"])
 def test_compiled_graph_has_no_float64_or_int64(inputs):
     """TPUs have no float64: the exported post-processing must not need it."""
     rng = np.random.default_rng(5)
@@ -248,6 +301,10 @@ def test_compiled_graph_has_no_float64_or_int64(inputs):
         traced = function.get_concrete_function(_softmax(logits), heat, offset)
     elif inputs == "logits":
         function = tf.function(lambda *args: panoptic_deeplab(*args, **options))
+        traced = function.get_concrete_function(logits, heat, offset)
+    elif inputs == "upsampled":
+        function = tf.function(lambda *args: panoptic_deeplab(
+            *args, output_size=(33, 45), **options))
         traced = function.get_concrete_function(logits, heat, offset)
     else:
         function = tf.function(
@@ -414,6 +471,11 @@ def test_benchmark_finds_the_planted_center_and_times_the_forward_pass(capsys):
                            "--warmup", "0", "--forward_backbone", "mobilenet_v3_small"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["centers_found"] == 1
+    assert report["heads"] == [1, 33, 65, 19]
+    # The upsampling inside predicts what the full-resolution baseline does.
+    assert report["same_panoptic_as_baseline"] is True
+    assert report["speedup_over_baseline"] == pytest.approx(
+        report["full_resolution_baseline_ms"] / report["median_ms"], rel=0.05)
     assert report["forward_backbone"] == "mobilenet_v3_small"
     assert report["fraction_of_forward"] == pytest.approx(
         report["median_ms"] / report["forward_median_ms"], rel=0.05, abs=1e-3)

@@ -10,6 +10,7 @@ from typing import Tuple
 
 import tensorflow as tf
 
+from deeplab2.model.layers import resize
 from deeplab2.model.panoptic_deeplab.postprocess import grouping
 from deeplab2.model.panoptic_deeplab.postprocess import tiles as tiles_lib
 from deeplab2.model.panoptic_deeplab.postprocess.centers import Centers
@@ -17,12 +18,15 @@ from deeplab2.model.panoptic_deeplab.postprocess.centers import Centers
 
 def group_and_count(semantic: tf.Tensor, class_scores: tf.Tensor, use_logits: bool,
                     offset: tf.Tensor, centers: Centers, *, thing_class_ids: Tuple[int, ...],
-                    tile_size: int) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                    tile_size: int, upsample_scores: bool = False
+                    ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Groups thing pixels and accumulates per-instance class statistics.
 
     Args:
         semantic: [B, H, W] int32 semantic prediction.
-        class_scores: [B, H, W, C] logits (`use_logits`) or probabilities.
+        class_scores: [B, H, W, C] logits (`use_logits`) or probabilities; with
+            `upsample_scores`, [B, h, w, C] at a lower resolution, each tile
+            reading its pixels of their align-corners upsampling to (H, W).
         offset: [B, H, W, 2] float32 (y, x) offsets to the centers.
         centers: the batch's centers.
         thing_class_ids: in increasing order (T of them).
@@ -43,7 +47,9 @@ def group_and_count(semantic: tf.Tensor, class_scores: tf.Tensor, use_logits: bo
                                for c in range(num_classes)], tf.int32)
     thing_mask = tf.gather(tf.constant([c in thing_class_ids for c in range(num_classes)]),
                            semantic)
-    tiles = tiles_lib.list_tiles(thing_mask, tile_size)
+    # An image without centers has nothing to group or score: none of its tiles.
+    tiles = tiles_lib.list_tiles(
+        tf.logical_and(thing_mask, (centers.count > 0)[:, None, None]), tile_size)
 
     def read(tensor, window):
         """The window's [h, w, ...] part of a [B, H, W, ...] tensor.
@@ -69,8 +75,12 @@ def group_and_count(semantic: tf.Tensor, class_scores: tf.Tensor, use_logits: bo
         instance = tf.tensor_scatter_nd_add(instance, flat, nearest)
         classes = tf.one_hot(tf.gather(thing_index, tf.reshape(read(semantic, window), [-1])),
                              num_things, dtype=tf.int32)
-        probabilities = _thing_probabilities(read(class_scores, window), use_logits,
-                                             thing_class_ids)
+        if upsample_scores:
+            scores = resize.sample_window(class_scores, window.image, window.y[:, 0],
+                                          window.x[0], (height, width))
+        else:
+            scores = read(class_scores, window)
+        probabilities = _thing_probabilities(scores, use_logits, thing_class_ids)
 
         def add_instance(candidate, votes, probability_sums):
             """Adds the pixels of one candidate center to its rows."""

@@ -10,12 +10,20 @@ Paper 000 sections 3.2-3.3 and SPEC section 6, batched and compiled with XLA:
 5. instance score = heatmap value at the center x mean probability of the
    instance's class over its pixels.
 Steps 3-5 only visit the image tiles that hold thing pixels (instances.py).
+
+Given an `output_size`, the inputs are the network's heads at a lower
+resolution (stride 4) and are upsampled inside, as the model's own upsampling
+does (align-corners bilinear, offsets rescaled): the heatmap and offsets at
+full resolution, while the class logits are only read through their argmax
+and through the tiles of step 5, so no full-resolution [H, W, classes] tensor
+is ever stored.
 """
 from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2.model.layers import resize
 from deeplab2.model.panoptic_deeplab.postprocess import centers as centers_lib
 from deeplab2.model.panoptic_deeplab.postprocess import instances
 from deeplab2.model.panoptic_deeplab.postprocess import merge
@@ -27,6 +35,7 @@ def panoptic_deeplab(semantic_logits: Optional[tf.Tensor], center_heatmap: tf.Te
                      center_threshold: float = 0.1, nms_kernel: int = 7,
                      keep_k_centers: int = 200,
                      semantic_probabilities: Optional[tf.Tensor] = None,
+                     output_size: Optional[Sequence] = None,
                      tile_size: int = 32) -> Dict[str, tf.Tensor]:
     """Turns batched Panoptic-DeepLab outputs into panoptic predictions (XLA-compiled).
 
@@ -42,6 +51,9 @@ def panoptic_deeplab(semantic_logits: Optional[tf.Tensor], center_heatmap: tf.Te
         center_threshold, nms_kernel (odd), keep_k_centers: center selection.
         semantic_probabilities: [B, H, W, C] softmax probabilities used instead of
             the logits (test-time augmentation averages probabilities).
+        output_size: (H, W), ints or int32 scalars: the three inputs are at a
+            lower resolution [B, h, w, ...] and are upsampled to it inside
+            (see the module's docstring); needs the logits.
         tile_size: side of the tiles that grouping and scoring visit; changes
             speed only (and the float summation order of scores).
 
@@ -54,6 +66,8 @@ def panoptic_deeplab(semantic_logits: Optional[tf.Tensor], center_heatmap: tf.Te
         `INSTANCE_CLASSES` (ignore_label when the instance does not exist),
         `INSTANCE_PANOPTIC_IDS` (void when it does not exist), and
         `INSTANCE_CENTERS` [B, K, 2] int32 (y, x) of each center, -1 padded.
+        With `output_size`, also the upsampled `CENTER_HEATMAP` [B, H, W, 1]
+        and `OFFSET` [B, H, W, 2] float32.
     """
     if (semantic_logits is None) == (semantic_probabilities is None):
         raise ValueError("Pass exactly one of semantic_logits and semantic_probabilities.")
@@ -64,8 +78,13 @@ def panoptic_deeplab(semantic_logits: Optional[tf.Tensor], center_heatmap: tf.Te
                          f"[1, label_divisor={label_divisor}) to keep ids unique.")
     if not thing_class_ids:
         raise ValueError("thing_class_ids is empty: there is nothing to group.")
+    if output_size is not None:
+        if semantic_logits is None:
+            raise ValueError("output_size needs semantic_logits: upsampled class "
+                             "probabilities would be stored at full resolution.")
+        output_size = tf.cast(tf.stack(output_size), tf.int32)
     return _compiled_postprocess(
-        semantic_logits, semantic_probabilities, center_heatmap, offset,
+        semantic_logits, semantic_probabilities, center_heatmap, offset, output_size,
         thing_class_ids=tuple(sorted(int(c) for c in thing_class_ids)),
         label_divisor=int(label_divisor), ignore_label=int(ignore_label),
         stuff_area_limit=int(stuff_area_limit),
@@ -73,9 +92,27 @@ def panoptic_deeplab(semantic_logits: Optional[tf.Tensor], center_heatmap: tf.Te
         keep_k_centers=int(keep_k_centers), tile_size=int(tile_size))
 
 
-def _postprocess(semantic_logits, semantic_probabilities, center_heatmap, offset, *,
-                 thing_class_ids, label_divisor, ignore_label, stuff_area_limit,
-                 center_threshold, nms_kernel, keep_k_centers, tile_size):
+def upsampled_argmax(logits: tf.Tensor, size) -> tf.Tensor:
+    """[B, H, W] int32 argmax over classes of [B, h, w, C] logits upsampled to
+    `size` (align-corners bilinear); under XLA the upsampled logits are
+    computed pixel by pixel inside the argmax, never stored."""
+    return tf.argmax(resize.resize_by_sampling(tf.cast(logits, tf.float32), size),
+                     axis=-1, output_type=tf.int32)
+
+
+def upsample_heads(center_heatmap: tf.Tensor, offset: tf.Tensor, size):
+    """The heatmap and offsets at stride 4 -> at `size`, as the model upsamples
+    them (PanopticDeepLab.upsample_outputs): offsets are rescaled per axis."""
+    heat = resize.resize_by_sampling(tf.cast(center_heatmap, tf.float32), size)
+    offset = tf.cast(offset, tf.float32)
+    scale = resize.scale_align_corners(tf.shape(offset)[1:3], size)
+    return heat, resize.resize_by_sampling(offset, size) * scale
+
+
+def _postprocess(semantic_logits, semantic_probabilities, center_heatmap, offset,
+                 output_size, *, thing_class_ids, label_divisor, ignore_label,
+                 stuff_area_limit, center_threshold, nms_kernel, keep_k_centers,
+                 tile_size):
     """The graph of `panoptic_deeplab`; static options are Python values."""
     use_logits = semantic_probabilities is None
     class_scores = semantic_logits if use_logits else semantic_probabilities
@@ -84,12 +121,22 @@ def _postprocess(semantic_logits, semantic_probabilities, center_heatmap, offset
             raise ValueError(f"Post-processing needs [batch, height, width, channels] "
                              f"inputs with static channels, got {tensor.shape}.")
     num_classes = class_scores.shape[-1]
-    semantic = tf.argmax(class_scores, axis=-1, output_type=tf.int32)
+    upsampled = {}
+    if output_size is None:
+        semantic = tf.argmax(class_scores, axis=-1, output_type=tf.int32)
+        offset = tf.cast(offset, tf.float32)
+    else:
+        size = (output_size[0], output_size[1])
+        class_scores = tf.cast(class_scores, tf.float32)
+        semantic = upsampled_argmax(class_scores, size)
+        center_heatmap, offset = upsample_heads(center_heatmap, offset, size)
+        upsampled = {common.CENTER_HEATMAP: center_heatmap, common.OFFSET: offset}
     centers = centers_lib.find_centers(center_heatmap, threshold=center_threshold,
                                        nms_kernel=nms_kernel, keep_k=keep_k_centers)
     instance, votes, probability_sums = instances.group_and_count(
-        semantic, class_scores, use_logits, tf.cast(offset, tf.float32), centers,
-        thing_class_ids=thing_class_ids, tile_size=tile_size)
+        semantic, class_scores, use_logits, offset, centers,
+        thing_class_ids=thing_class_ids, tile_size=tile_size,
+        upsample_scores=output_size is not None)
     table = merge.instance_table(votes, probability_sums, centers.scores,
                                  thing_class_ids=thing_class_ids,
                                  label_divisor=label_divisor, ignore_label=ignore_label)
@@ -106,6 +153,7 @@ def _postprocess(semantic_logits, semantic_probabilities, center_heatmap, offset
         common.INSTANCE_CLASSES: table.classes,
         common.INSTANCE_PANOPTIC_IDS: table.panoptic_ids,
         common.INSTANCE_CENTERS: centers.points,
+        **upsampled,
     }
 
 
