@@ -103,6 +103,9 @@ def _export_network():
     if values.scales != ["1.0"] or values.flip or values.shorter_side or values.max_longer_side:
         sys.exit("error: --scales, --flip, --shorter_side and --max_longer_side apply to the "
                  f"SavedModel only; a {_FORMAT.value} file holds the network alone.")
+    if values.compute_dtype != "float32":
+        sys.exit(f"error: --compute_dtype applies to the SavedModel only; a {_FORMAT.value} "
+                 "file's precision is its --quantization.")
     if _FORMAT.value == "onnx" and _QUANTIZATION.value != "float32":
         sys.exit("error: --quantization applies to --format=tflite; ONNX is float32.")
     if int8 != bool(_CALIBRATION_PATTERN.value):

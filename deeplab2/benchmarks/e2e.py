@@ -67,7 +67,10 @@ def run_backbone(backbone: str, image: np.ndarray, args: argparse.Namespace) -> 
                                          nms_kernel=args.nms_kernel,
                                          keep_k_centers=args.keep_k))
     if args.compute_dtype != "float32":
-        model = model_from_config(model.model_config, compute_dtype=args.compute_dtype)
+        weights = model.get_weights()
+        model = model_from_config(model.model_config, pretrained=False,
+                                  compute_dtype=args.compute_dtype)
+        model.set_weights(weights)
     info = model.model_config.dataset
     predictor = Predictor(model)
     with tempfile.TemporaryDirectory() as export_dir:

@@ -138,7 +138,10 @@ def parse_args(argv):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.deeplab2_config and args.backbone:
+        parser.error("--deeplab2_config sets the backbone and output stride: drop --backbone.")
+    return args
 
 
 def main(argv: Sequence[str]) -> int:
@@ -146,7 +149,8 @@ def main(argv: Sequence[str]) -> int:
     report = {
         "benchmark": "train", "deeplab2_config": args.deeplab2_config,
         "input_size": list(args.input_size),
-        "batch_size": args.batch_size, "output_stride": args.output_stride,
+        "batch_size": args.batch_size,
+        "output_stride": None if args.deeplab2_config else args.output_stride,
         "repeats": args.repeats,
         "backbones": {name: run_backbone(name, args) for name in (
             [args.deeplab2_config] if args.deeplab2_config else

@@ -39,6 +39,10 @@ def load_predictor_from_flags() -> Tuple:
     values = flags.FLAGS
     if not values.model_dir:
         sys.exit("error: --model_dir is required.")
+    if values.compute_dtype == "bfloat16" and native_bfloat16() is False:
+        print("warning: this CPU has no bfloat16 instructions (AVX512-BF16, AMX): "
+              "--compute_dtype=bfloat16 runs emulated, slower than float32.",
+              file=sys.stderr)
     try:
         scales = tuple(float(s) for s in values.scales)
         return load_predictor(values.model_dir, values.checkpoint, scales=scales,
@@ -49,8 +53,3 @@ def load_predictor_from_flags() -> Tuple:
                               compute_dtype=values.compute_dtype)
     except (ModelDirError, ValueError) as error:
         sys.exit(f"error: {error}")
-    finally:
-        if values.compute_dtype == "bfloat16" and native_bfloat16() is False:
-            print("warning: this CPU has no bfloat16 instructions (AVX512-BF16, AMX): "
-                  "--compute_dtype=bfloat16 runs emulated, slower than float32.",
-                  file=sys.stderr)

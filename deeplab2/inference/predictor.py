@@ -81,6 +81,14 @@ def _pad_beyond_images(resized: tf.Tensor, image_sizes: tf.Tensor, source_size,
     return tf.where(mask[..., None], resized, tf.constant(pad_value, resized.dtype))
 
 
+def _check_rank(images) -> tf.Tensor:
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank != 4:
+        raise ValueError(f"images must be [batch, height, width, 3], got shape "
+                         f"{images.shape}.")
+    return images
+
+
 def image_sizes_of(batch: Dict[str, tf.Tensor]) -> tf.Tensor:
     """[batch, 2] (height, width) of each image of an evaluation pipeline batch."""
     return tf.stack([tf.cast(batch[common.IMAGE_HEIGHT], tf.int32),
@@ -126,7 +134,9 @@ class Predictor:
             raise ValueError("scales must hold at least one scale.")
         self.model = model
         self.family = get_meta_architecture(config.meta_architecture)
-        self.network = network or (lambda images: self.family.network_outputs(model, images))
+        if network is None:
+            network = lambda images: self.family.network_outputs(model, images)  # noqa: E731
+        self.network = network
         if postprocess:
             config = self.family.resolve(
                 config.replace(postprocess=dict(config.postprocess, **postprocess)))
@@ -218,10 +228,7 @@ class Predictor:
         `image_sizes` ([batch, 2]) gives each image's size inside its padding;
         None treats the padding as part of the image.
         """
-        images = tf.convert_to_tensor(images)
-        if images.shape.rank != 4:
-            raise ValueError(f"images must be [batch, height, width, 3], got shape "
-                             f"{images.shape}.")
+        images = _check_rank(images)
         if not self.family.dense_outputs:
             return dict(self.family.upsample_network_outputs(self.network(images),
                                                              _image_size(images)))
@@ -240,7 +247,7 @@ class Predictor:
     def _predict(self, images: tf.Tensor, image_sizes: Optional[tf.Tensor]
                  ) -> Dict[str, tf.Tensor]:
         if self.scales == (1.0,) and not self.flip:
-            images = tf.convert_to_tensor(images)
+            images = _check_rank(images)
             return self.family.postprocess_network_outputs(
                 self.network(images), _image_size(images), self.config,
                 self.config.postprocess)

@@ -22,11 +22,18 @@ DEFAULT_PIXEL_STD = 127.5
 
 
 def _keep_float32(model: keras.Model, names) -> None:
-    """Sets the layers of `model` named `names`, and theirs, to compute in float32."""
+    """Sets the layers of `model` named `names`, and theirs, to compute in
+    float32; a name no layer has is an error (a renamed layer would silently
+    lose the precision it needs)."""
+    found = set()
     for layer in model._flatten_layers(include_self=False):
         if layer.name in names:
+            found.add(layer.name)
             for inner in layer._flatten_layers():
                 inner.dtype_policy = "float32"
+    missing = sorted(set(names) - found)
+    if missing:
+        raise ValueError(f"bfloat16_float_layers {missing} name no layer of {model.name}.")
 
 
 # Compute dtypes a model can be built with, and their Keras dtype policies.
@@ -90,7 +97,7 @@ def model_from_config(config: ModelConfig, pretrained: bool = True,
         model = family.build(config, pretrained=pretrained)
         model.model_config = config
         if compute_dtype == "bfloat16":
-            _keep_float32(model, family.bfloat16_float_layers)
+            _keep_float32(model, family.bfloat16_float_layers(config))
         if create_variables:
             side = family.padded_size(2 * config.output_stride, config)
             model(np.zeros((1, side, side, 3), np.float32), training=False)

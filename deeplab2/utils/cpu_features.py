@@ -8,8 +8,8 @@ BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 @functools.lru_cache(maxsize=None)
 def native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> Optional[bool]:
-    """Whether the CPU has bfloat16 instructions; None when unknown (no
-    readable `cpuinfo`, e.g. not Linux)."""
+    """Whether an x86 CPU has bfloat16 instructions; None when unknown (no
+    readable `cpuinfo`, e.g. not Linux, or no x86 flags in it)."""
     try:
         with open(cpuinfo) as f:
             text = f.read()
@@ -19,4 +19,6 @@ def native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> Optional[bool]:
     for line in text.splitlines():
         if line.startswith("flags"):
             flags.update(line.partition(":")[2].split())
+    if not flags:  # e.g. ARM, whose cpuinfo lists "Features"
+        return None
     return any(flag in flags for flag in BFLOAT16_FLAGS)

@@ -9,6 +9,7 @@ ever held in memory.
 import re
 from typing import List
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -25,6 +26,12 @@ def stored_shapes(hlo: str) -> List[str]:
         shapes += re.findall(r"^\s*(?:ROOT )?%[\w.\-]+ = \(?(\w+\[[\d,]*\])",
                              computation, flags=re.M)
     return shapes
+
+
+def elements(shape: str) -> int:
+    """The number of elements of a shape such as "f32[2,33,49,7]"."""
+    dims = shape[shape.index("[") + 1:-1]
+    return int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
 
 
 def compiled_stored_shapes(function: tf.types.experimental.GenericFunction, *args,

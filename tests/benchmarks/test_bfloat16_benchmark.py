@@ -27,7 +27,6 @@ def test_reports_agreement_pq_change_and_speed(tiny_records, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["images"] == 3 and report["split"]["images"] == 2
     assert 0.5 < report["semantic_agreement"] <= 1
-    assert 0 <= report["same_panoptic_maps"] <= 3
     split = report["split"]
     assert split["pq_change"] == pytest.approx(split["bfloat16"]["pq"] - split["float32"]["pq"],
                                                abs=0.011)

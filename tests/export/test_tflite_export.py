@@ -325,3 +325,18 @@ def test_a_failed_write_and_a_killed_one_leave_nothing(tmp_path, monkeypatch, ca
     files.write_file_atomically(str(target), b"complete")
     assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]
     assert target.read_bytes() == b"complete"
+
+
+def test_bfloat16_is_refused_for_a_network_file_in_one_line(model, tmp_path):
+    model_dir.write_model_config(str(tmp_path / "model"), model.model_config)
+    target = tmp_path / "model.tflite"
+    result = subprocess.run(
+        [sys.executable, "scripts/export_model.py", f"--model_dir={tmp_path / 'model'}",
+         "--format=tflite", f"--output_file={target}", "--compute_dtype=bfloat16"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --compute_dtype applies to the SavedModel only; a tflite file's precision "
+        "is its --quantization."), result.stderr[-2000:]
+    assert not target.exists()

@@ -175,6 +175,39 @@ def test_plain_inference_equals_post_processing_the_full_resolution_outputs(sema
                                        atol=1e-6 * np.abs(outputs[key]).max())
 
 
+def test_plain_inference_traced_with_unknown_sizes_as_an_export_is():
+    """The upsampling inside post-processing, traced with unknown image sizes
+    (the exported signatures): each size and each slot of a batch of two
+    sizes predicts what eager inference on that image predicts."""
+    keras.utils.set_random_seed(1)
+    model = build_model(dataset="synthetic", backbone=strided_conv_backbone.register(),
+                        postprocess={"center_threshold": 0.0}, **SMALL)
+    predictor = Predictor(model)
+    one = tf.function(predictor.predict_image,
+                      input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    batch = tf.function(predictor.predict_batch, input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.uint8), tf.TensorSpec([None, 2], tf.int32)])
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, size + (3,), dtype=np.uint8) for size in ((65, 97),
+                                                                            (40, 70))]
+    slots = np.zeros((2, 65, 97, 3), np.uint8)
+    for i, image in enumerate(images):
+        slots[i, :image.shape[0], :image.shape[1]] = image
+    batched = batch(tf.constant(slots), tf.constant([i.shape[:2] for i in images], tf.int32))
+    for i, image in enumerate(images):
+        expected = predictor.predict_image(tf.constant(image))
+        traced = one(tf.constant(image))
+        height, width = image.shape[:2]
+        for key in (common.PANOPTIC, common.SEMANTIC, common.INSTANCE):
+            assert traced[key].shape == (height, width)
+            np.testing.assert_array_equal(traced[key], expected[key], err_msg=key)
+            np.testing.assert_array_equal(batched[key][i, :height, :width], expected[key],
+                                          err_msg=key)
+        np.testing.assert_allclose(batched[common.INSTANCE_SCORES][i],
+                                   expected[common.INSTANCE_SCORES], rtol=1e-5, atol=1e-7)
+        assert (expected[common.INSTANCE_SCORES].numpy() > 0).any()
+
+
 def test_postprocess_overrides_are_validated_by_the_family():
     predictor = Predictor(PixelModel(), postprocess={"nms_kernel": 3})
     assert predictor.config.postprocess["nms_kernel"] == 3
@@ -195,3 +228,5 @@ def test_bad_inputs_are_rejected():
         Predictor(PixelModel(), scales=())
     with pytest.raises(ValueError, match=r"\[batch, height, width, 3\]"):
         Predictor(PixelModel()).raw_predictions(tf.zeros((4, 4, 3)))
+    with pytest.raises(ValueError, match=r"\[batch, height, width, 3\]"):
+        Predictor(PixelModel())(tf.zeros((4, 4, 3)))

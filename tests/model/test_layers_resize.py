@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab2.model.layers import resize
-from deeplab2.utils.xla_buffers import compiled_stored_shapes
+from deeplab2.utils.xla_buffers import compiled_stored_shapes, elements
 
 SIZES = [  # (input height, width) -> (output height, width)
     ((5, 7), (17, 25)), ((9, 13), (33, 49)), ((4, 4), (4, 4)), ((3, 5), (4, 13)),
@@ -56,11 +56,14 @@ def test_an_argmax_of_the_upsampled_logits_stores_no_upsampled_logits():
     for function, stores in ((argmax, False), (argmax_and_probabilities, True)):
         shapes = compiled_stored_shapes(tf.function(function, jit_compile=True), logits)
         assert "s64[2,33,49]" in shapes
-        assert ("f32[2,33,49,7]" in shapes) == stores, shapes
+        # Any float buffer as large as the upsampled logits, whatever its shape.
+        assert (max(elements(s) for s in shapes if s.startswith("f32"))
+                >= 2 * 33 * 49 * 7) == stores, shapes
 
 
 @pytest.mark.parametrize("source, target", [((9, 13), (33, 49)), ((5, 7), (17, 25)),
-                                            ((33, 49), (33, 49)), ((7, 4), (50, 31))])
+                                            ((33, 49), (33, 49)), ((7, 4), (50, 31)),
+                                            ((50, 31), (7, 4)), ((10, 13), (33, 40))])
 def test_a_window_from_its_source_block_equals_the_resize(source, target):
     """Windows anywhere, the last ones against the bottom and right edges, of
     one row or column too; compiled with sizes known only to XLA."""
@@ -68,9 +71,11 @@ def test_a_window_from_its_source_block_equals_the_resize(source, target):
     full = resize.resize_align_corners(images, target).numpy()
     compiled = tf.function(resize.sample_window, jit_compile=True)
     height, width = target
-    for image, top, left, rows, cols in [(0, 0, 0, 8, 8), (1, height - 8, width - 8, 8, 8),
-                                         (1, 5, 9, 1, 7), (0, height - 1, 3, 1, 1),
-                                         (0, 0, 0, height, width)]:
+    rows, cols = min(8, height), min(8, width)
+    for image, top, left, rows, cols in [(0, 0, 0, rows, cols),
+                                         (1, height - rows, width - cols, rows, cols),
+                                         (1, height // 2, width // 3, 1, cols - 1),
+                                         (0, height - 1, 3, 1, 1), (0, 0, 0, height, width)]:
         args = (images, tf.constant(image), tf.range(top, top + rows),
                 tf.range(left, left + cols))
         expected = full[image, top:top + rows, left:left + cols]

@@ -71,6 +71,8 @@ def test_a_bfloat16_model_reads_the_same_checkpoint_and_computes_close_outputs(s
     expected, actual = model(images), loaded(images)
     heads = loaded.head_outputs(images)
     assert heads[common.SEMANTIC_LOGITS].dtype == "bfloat16"
+    # The family's bfloat16_float_layers: no plateaus of rounded heatmap values.
+    assert heads[common.CENTER_HEATMAP].dtype == heads[common.OFFSET].dtype == "float32"
     for key in expected:
         assert actual[key].dtype == "float32"
         scale = np.abs(expected[key]).max()

@@ -6,8 +6,9 @@ sit on image pixels; align-corners resizing keeps them aligned.
 `resize_align_corners` is TensorFlow's kernel (the model's upsampling, with
 gradients). `sample_align_corners` computes the same values for chosen output
 rows and columns by gathers and linear interpolations: under XLA it fuses into
-what reads it (e.g. an argmax over classes, or one tile of post-processing),
-so the full-resolution result is never stored. It interpolates along the
+what reads it (e.g. an argmax over classes), so the full-resolution result is
+never stored; `sample_window` upsamples one small window (a tile of
+post-processing) from the block of source pixels under it. It interpolates along the
 width, then the height, as TensorFlow's kernel does; XLA may fuse a multiply
 and an add of an interpolation into one rounding (FMA), so the two can differ
 in the last bits.

@@ -87,10 +87,6 @@ class MetaArchitecture(abc.ABC):
     #: Names of the model's layers an int8 export keeps float: those the
     #: thresholded and compared outputs come from (deeplab2.export.tflite).
     int8_float_layers: Tuple[str, ...] = ()
-    #: Names of the model's layers a bfloat16 model keeps computing in
-    #: float32 (deeplab2.model.builder.model_from_config): those whose outputs
-    #: are compared for exact ties or thresholded.
-    bfloat16_float_layers: Tuple[str, ...] = ()
     #: Checkpoint formats of other code bases the family's models initialize
     #: from (`deeplab2.model.checkpoints.ForeignFormat`), e.g. deeplab2's.
     foreign_checkpoint_formats: Tuple[Callable, ...] = ()
@@ -174,6 +170,13 @@ class MetaArchitecture(abc.ABC):
         predictions = self.postprocess(raw, config, options)
         predictions.update({key: raw[key] for key in self.visual_outputs if key in raw})
         return predictions
+
+    def bfloat16_float_layers(self, config) -> Tuple[str, ...]:
+        """Names of the layers a bfloat16 model of `config` keeps computing in
+        float32 (deeplab2.model.builder.model_from_config): those whose
+        outputs are compared for exact ties or thresholded. None by default."""
+        del config
+        return ()
 
     def check_input_size(self, size, config) -> Tuple[int, int]:
         """`size` (height, width) as ints if the model takes inputs of that

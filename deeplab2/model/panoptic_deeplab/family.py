@@ -80,11 +80,6 @@ class PanopticDeepLabArchitecture(MetaArchitecture):
     # instance decoder float too; the semantic head's argmax keeps as well
     # quantized (0.7), which saves a sixth of the int8 file's time.
     int8_float_layers = ("instance_decoder", "center_head", "offset_head")
-    # bfloat16's 8-bit mantissa rounds the heatmap into plateaus of equal
-    # values, each a cluster of keypoint-NMS peaks: on 150 synthetic train
-    # images the quickstart model lost 2.35 PQ points in bfloat16, 0.03 with
-    # these two heads in float32 (the semantic head's too: 0.03).
-    bfloat16_float_layers = ("center_head", "offset_head")
 
     def resolve(self, config: ModelConfig) -> ModelConfig:
         check_output_stride(config.output_stride)
@@ -177,6 +172,15 @@ class PanopticDeepLabArchitecture(MetaArchitecture):
     def training_loss(self, config: ModelConfig) -> PanopticDeepLabLoss:
         return PanopticDeepLabLoss(ignore_label=config.dataset.ignore_label,
                                    semantic_only=config.architecture["semantic_only"])
+
+    def bfloat16_float_layers(self, config: ModelConfig):
+        # bfloat16's 8-bit mantissa rounds the heatmap into plateaus of equal
+        # values, each a cluster of keypoint-NMS peaks: on 150 synthetic train
+        # images the quickstart model lost 2.35 PQ points in bfloat16, 0.03
+        # with these two heads in float32 (the semantic head's too: 0.03).
+        if config.architecture["semantic_only"]:
+            return ()
+        return ("center_head", "offset_head")
 
     def network_outputs(self, model: keras.Model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         # At the decoder's resolution (stride 4): 1/16 of the bytes, and the

@@ -78,18 +78,35 @@ def panoptic_deeplab(semantic_logits: Optional[tf.Tensor], center_heatmap: tf.Te
                          f"[1, label_divisor={label_divisor}) to keep ids unique.")
     if not thing_class_ids:
         raise ValueError("thing_class_ids is empty: there is nothing to group.")
+    static_size = None
     if output_size is not None:
         if semantic_logits is None:
             raise ValueError("output_size needs semantic_logits: upsampled class "
                              "probabilities would be stored at full resolution.")
+        if len(output_size) != 2:
+            raise ValueError(f"output_size must be (height, width), got {output_size!r}.")
+        if all(isinstance(side, int) for side in output_size):
+            if min(output_size) < 1:
+                raise ValueError(f"output_size must be positive, got {output_size!r}.")
+            static_size = tuple(output_size)
+        sizes = {tuple(t.shape[1:3]) for t in (semantic_logits, center_heatmap, offset)}
+        if len(sizes) > 1 and all(None not in size for size in sizes):
+            raise ValueError(f"the heads must share one height and width, got {sorted(sizes)}.")
         output_size = tf.cast(tf.stack(output_size), tf.int32)
-    return _compiled_postprocess(
+    result = _compiled_postprocess(
         semantic_logits, semantic_probabilities, center_heatmap, offset, output_size,
         thing_class_ids=tuple(sorted(int(c) for c in thing_class_ids)),
         label_divisor=int(label_divisor), ignore_label=int(ignore_label),
         stuff_area_limit=int(stuff_area_limit),
         center_threshold=float(center_threshold), nms_kernel=int(nms_kernel),
         keep_k_centers=int(keep_k_centers), tile_size=int(tile_size))
+    if static_size is not None:  # the size went in as a tensor
+        for key in (common.SEMANTIC, common.INSTANCE, common.PANOPTIC, common.CENTER_HEATMAP,
+                    common.OFFSET):
+            value = result[key]
+            value.set_shape(value.shape[:1].concatenate(static_size)
+                            .concatenate(value.shape[3:]))
+    return result
 
 
 def upsampled_argmax(logits: tf.Tensor, size) -> tf.Tensor:
