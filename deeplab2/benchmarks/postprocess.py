@@ -20,7 +20,8 @@ Prints one JSON object: median and min latency in ms, the median CPU time of
 the process (all threads), the baseline and the speed ratio, the same run's
 latency of a bare argmax over full-resolution logits (one read of what the
 baseline stores: a yardstick that drifts with the machine like the result),
-compile seconds, centers found, and the growth of the peak resident memory.
+compile seconds, centers found, and the growth of the peak resident memory
+(over both paths: the baseline runs in the same process).
 With `--forward_backbone` (default resnet50; `none` skips it) it also times
 that Panoptic-DeepLab's network (its heads, `network_outputs`) at the same
 size, alternating with the post-processing so both see the same load, and

@@ -5,8 +5,9 @@ meta-architecture, dataset with class names, colors, thing ids, label
 divisor and void label, training crop, output stride, normalization,
 architecture and post-processing options, as deeplab2.model.meta writes it),
 the test-time options the export was built with (`test_time`: scales, flip,
-shorter side, maximum longer side), the network's `compute_dtype` (float32 or
-bfloat16) and the signatures with their inputs.
+shorter side, maximum longer side), the network's `compute_dtype` (its layers'
+arithmetic: float32, or bfloat16 for a model loaded with
+`compute_dtype="bfloat16"`) and the signatures with their inputs.
 
 An export carries it twice, from the same dictionary: as the file
 `assets.extra/deeplab2_metadata.json` (TF Serving's folder for files it
