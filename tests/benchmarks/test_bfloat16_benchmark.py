@@ -23,7 +23,7 @@ def test_reports_agreement_pq_change_and_speed(tiny_records, tmp_path, capsys):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 70, 3), np.uint8)).save(photo)
     assert bfloat16.main(["--model_dir", str(tmp_path / "model"),
                           "--pattern", f"{tiny_records}/val-*.tfrecord", "--image", str(photo),
-                          "--repeats", "1", "--warmup", "0"]) == 0
+                          "--fit_size", "65", "97", "--repeats", "1", "--warmup", "0"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["images"] == 3 and report["split"]["images"] == 2
     assert 0.5 < report["semantic_agreement"] <= 1

@@ -10,6 +10,7 @@ import tensorflow as tf
 import deeplab2
 from deeplab2 import common
 from deeplab2.inference import Predictor
+from deeplab2.inference.loading import load_predictor
 from deeplab2.model import build_model
 from deeplab2.model import model_dir as model_dir_lib
 from deeplab2.model.meta import FORMAT_VERSION
@@ -66,6 +67,9 @@ def test_a_bfloat16_model_reads_the_same_checkpoint_and_computes_close_outputs(s
     for ours, theirs in zip(loaded.weights, model.weights):
         np.testing.assert_array_equal(ours, theirs)
     assert Predictor(loaded).compute_dtype == "bfloat16"
+    # What predict.py, evaluate.py and export_model.py get from --compute_dtype.
+    predictor, _, _ = load_predictor(str(directory), compute_dtype="bfloat16")
+    assert predictor.compute_dtype == "bfloat16"
     assert Predictor(model).compute_dtype == "float32"
     images = np.random.default_rng(0).uniform(0, 255, (1, 65, 97, 3)).astype(np.float32)
     expected, actual = model(images), loaded(images)
