@@ -34,7 +34,8 @@ from deeplab2 import common
 from deeplab2.export import export_saved_model
 from deeplab2.inference import Predictor
 from deeplab2.model import build_model
-from deeplab2.model.builder import COMPUTE_DTYPES, model_from_config
+from deeplab2.benchmarks.model import bfloat16_copy
+from deeplab2.model.builder import COMPUTE_DTYPES
 
 
 def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -66,11 +67,8 @@ def run_backbone(backbone: str, image: np.ndarray, args: argparse.Namespace) -> 
                         postprocess=dict(center_threshold=args.center_threshold,
                                          nms_kernel=args.nms_kernel,
                                          keep_k_centers=args.keep_k))
-    if args.compute_dtype != "float32":
-        weights = model.get_weights()
-        model = model_from_config(model.model_config, pretrained=False,
-                                  compute_dtype=args.compute_dtype)
-        model.set_weights(weights)
+    if args.compute_dtype == "bfloat16":
+        model = bfloat16_copy(model)
     info = model.model_config.dataset
     predictor = Predictor(model)
     with tempfile.TemporaryDirectory() as export_dir:

@@ -180,6 +180,11 @@ class Predictor:
         policy = getattr(self.model, "dtype_policy", None)
         return getattr(policy, "compute_dtype", "float32")
 
+    def _upsampled_outputs(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """The model's outputs for `images`: its network's, upsampled by the family."""
+        return self.family.upsample_network_outputs(self.network(images),
+                                                    _image_size(images))
+
     def _one_pass(self, images: tf.Tensor, scale: float, flip: bool,
                   image_sizes: Optional[tf.Tensor]) -> Dict[str, tf.Tensor]:
         height, width = _image_size(images)
@@ -192,8 +197,7 @@ class Predictor:
                                             self.config.pad_value)
         if flip:
             inputs = tf.reverse(inputs, axis=[2])
-        outputs = self.family.upsample_network_outputs(self.network(inputs),
-                                                       _image_size(inputs))
+        outputs = self._upsampled_outputs(inputs)
         result = {}
         for key, dense in self.family.dense_outputs.items():
             if key not in outputs:
@@ -230,8 +234,7 @@ class Predictor:
         """
         images = _check_rank(images)
         if not self.family.dense_outputs:
-            return dict(self.family.upsample_network_outputs(self.network(images),
-                                                             _image_size(images)))
+            return dict(self._upsampled_outputs(images))
         passes = [self._one_pass(images, scale, flip, image_sizes) for scale in self.scales
                   for flip in ((False, True) if self.flip else (False,))]
         return {key: tf.add_n([p[key] for p in passes]) / len(passes) for key in passes[0]}
