@@ -162,6 +162,8 @@ def test_unknown_spatial_size_and_serialization():
     np.testing.assert_allclose(clone(x), layer(x), rtol=1e-6, atol=1e-6)
     assert layer.compute_output_shape((1, 7, 9, 4)) == (1, 7, 9, 2)
     assert len(layer.weights) == 4  # kernel, bias, offset kernel, offset bias
+    config = DeformableConv2D(4, recompute_min_elements=5).get_config()
+    assert DeformableConv2D.from_config(config).recompute_min_elements == 5
     with pytest.raises(ValueError, match="odd kernel_size"):
         DeformableConv2D(4, kernel_size=2)
 
@@ -174,3 +176,34 @@ def test_parameters_of_upsnet_dcn_layer():
     assert layer.count_params() == 9 * 256 * 128 + 128 + 9 * 256 * 18 + 18
     assert layer.offset_conv.count_params() == 41_490
     assert keras.saving.get_registered_object("deeplab2>DeformableConv2D") is DeformableConv2D
+
+
+def test_only_training_on_large_maps_recomputes_and_the_gradients_agree(monkeypatch):
+    """In training on maps of at least recompute_min_elements per tap, each tap
+    runs under tf.recompute_grad (memory); small maps and inference run plain
+    ops. Both give the same outputs and gradients."""
+    x = tf.constant(_random((1, 6, 7, 3)))
+    layer = _layer(x, filters=2)
+    _set_offsets(layer, _random((18,)), kernel_scale=0.3)
+    wrapped = []
+    recompute_grad = tf.recompute_grad
+
+    def counting_recompute_grad(f):
+        wrapped.append(f)
+        return recompute_grad(f)
+
+    monkeypatch.setattr(tf, "recompute_grad", counting_recompute_grad)
+    results = []
+    for training, min_elements, recomputed in ((False, 0, 0), (True, 127, 0),
+                                               (True, 126, 9)):  # 1 * 6 * 7 * 3 = 126
+        layer.recompute_min_elements = min_elements
+        wrapped.clear()
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, training=training)
+            loss = tf.reduce_sum(out * out)
+        results.append([out] + tape.gradient(loss, [x, layer.kernel, layer.offset_conv.kernel]))
+        assert len(wrapped) == recomputed, (training, min_elements)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)

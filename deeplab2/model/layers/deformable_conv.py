@@ -10,9 +10,13 @@ contributes nothing.
 
 The sampling is four `tf.gather`s per tap on the [B * H * W, C] input; their
 gradient is a segment sum, and it compiles under XLA. Taps are taken one at a
-time, each under `tf.recompute_grad`, so neither the forward pass nor the
-gradient holds the k^2 x [B, H, W, C] sampled columns at once (at P2 of an
-800 x 1333 image with 256 channels they would be 154M floats).
+time; in training on large maps each is under `tf.recompute_grad`, so neither
+the forward pass nor the gradient holds the k^2 x [B, H, W, C] sampled columns
+at once (at P2 of an 800 x 1333 image with 256 channels they would be 154M
+floats). Small maps and inference skip the recomputation wrappers: they cost a
+second forward pass and their tracing is slow (a tiny UPSNet's SavedModel
+export took 2.5 minutes longer with them, as it traces a gradient function for
+each).
 """
 import keras
 import tensorflow as tf
@@ -55,16 +59,22 @@ class DeformableConv2D(keras.layers.Layer):
         kernel_size: odd k (3).
         use_bias: add a bias (UPSNet's DCN has one).
         kernel_initializer, bias_initializer: of `kernel` and `bias`.
+        recompute_min_elements: in training, taps whose [B, H, W, C] sample
+            has at least this many elements (or an unknown size) are
+            recomputed in the backward pass instead of kept (2^22: 16 MB of
+            float32 per tap).
     """
 
     def __init__(self, filters, kernel_size=3, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 recompute_min_elements=2 ** 22, **kwargs):
         super().__init__(**kwargs)
         if kernel_size % 2 != 1:
             raise ValueError(f"DeformableConv2D takes an odd kernel_size; got {kernel_size}.")
         self.filters = filters
         self.kernel_size = kernel_size
         self.use_bias = use_bias
+        self.recompute_min_elements = recompute_min_elements
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.offset_conv = keras.layers.Conv2D(
@@ -84,7 +94,7 @@ class DeformableConv2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         offsets = ops.cast(self.offset_conv(inputs), "float32")
         shape = tf.shape(inputs)
         batch, height, width = shape[0], shape[1], shape[2]
@@ -94,6 +104,9 @@ class DeformableConv2D(keras.layers.Layer):
         batch_offsets = (tf.range(batch) * height * width)[:, None, None]
         kernel = ops.cast(self.kernel, inputs.dtype)
         half = self.kernel_size // 2
+        sample_size = inputs.shape.num_elements()
+        recompute = training and (sample_size is None
+                                  or sample_size >= self.recompute_min_elements)
 
         def tap_output(flat, offset_y, offset_x, tap_kernel, ty, tx):
             sampled = bilinear_sample(flat, batch_offsets, height, width,
@@ -103,8 +116,10 @@ class DeformableConv2D(keras.layers.Layer):
         outputs = 0
         for t in range(self.kernel_size * self.kernel_size):
             ty, tx = divmod(t, self.kernel_size)
-            tap = tf.recompute_grad(
-                lambda f, oy, ox, w, ty=ty - half, tx=tx - half: tap_output(f, oy, ox, w, ty, tx))
+            tap = (lambda f, oy, ox, w, ty=ty - half, tx=tx - half:
+                   tap_output(f, oy, ox, w, ty, tx))
+            if recompute:
+                tap = tf.recompute_grad(tap)
             outputs += tap(flat, offsets[..., 2 * t], offsets[..., 2 * t + 1], kernel[ty, tx])
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, outputs.dtype)
@@ -114,6 +129,7 @@ class DeformableConv2D(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size,
                       use_bias=self.use_bias,
+                      recompute_min_elements=self.recompute_min_elements,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
                       bias_initializer=keras.initializers.serialize(self.bias_initializer))
         return config
