@@ -9,8 +9,8 @@ sizes the explicit padding keeps the feature grid aligned with align-corners
 resizing.
 
 Batch norm defaults: momentum 0.99, epsilon 1e-3, synchronized across replicas
-(`keras.layers.BatchNormalization(synchronized=True)`, TensorFlow backend; on
-one device it behaves like ordinary batch norm). At inference (and with frozen
+(`FusedBatchNormalization(synchronized=True)`: Keras's batch norm, trained by
+TensorFlow's fused kernel on one replica). At inference (and with frozen
 batch norm) the statistics are folded into the convolution's kernel and bias,
 which TensorFlow then fuses with the activation.
 """
@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras import ops
 
 from deeplab2.model.layers import activations
+from deeplab2.model.layers.batch_norm import FusedBatchNormalization
 
 _SERIAL_PACKAGE = "deeplab2"
 
@@ -34,7 +35,7 @@ def fixed_padding(kernel_size, dilation_rate=1):
 def batch_norm(momentum=0.99, epsilon=1e-3, synchronized=True,
                gamma_initializer="ones", name="bn"):
     """Returns the project's batch norm layer."""
-    return keras.layers.BatchNormalization(
+    return FusedBatchNormalization(
         momentum=momentum, epsilon=epsilon, synchronized=synchronized,
         gamma_initializer=gamma_initializer, name=name)
 

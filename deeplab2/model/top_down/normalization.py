@@ -15,6 +15,8 @@ import math
 
 import keras
 
+from deeplab2.model.layers.batch_norm import FusedBatchNormalization
+
 NORMALIZATIONS = (None, "batch_norm", "group_norm")
 GROUPS = 32
 EPSILON = 1e-5
@@ -35,8 +37,8 @@ def norm_layer(kind, name: str, channels: int, bn_momentum: float = BN_MOMENTUM,
     if kind is None:
         return None
     if kind == "batch_norm":
-        return keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
-                                               synchronized=True, name=name)
+        return FusedBatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
+                                       synchronized=True, name=name)
     if kind == "group_norm":
         groups = math.gcd(GROUPS, max(channels // 2, 1))
         return keras.layers.GroupNormalization(groups, epsilon=EPSILON, name=name)

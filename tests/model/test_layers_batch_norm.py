@@ -1,0 +1,128 @@
+"""FusedBatchNormalization: Keras's batch norm, trained by the fused kernel.
+
+Its training pass must give Keras's outputs, gradients and moving averages
+(the fused kernel returns the unbiased variance, the moving average takes the
+biased one), and every case the fused kernel does not cover must take Keras's
+own pass. Whether the 2-replica fallback gives global statistics is checked
+by tests/training/test_distribution.py (a mirrored step equals one step on
+the whole batch).
+"""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2.model.layers.batch_norm import FusedBatchNormalization
+
+SHAPE = (2, 9, 11, 5)
+
+
+def _pair(dtype=None, **options):
+    """A Keras batch norm and a fused one with the same (non-trivial) weights."""
+    layers = (keras.layers.BatchNormalization(dtype=dtype, **options),
+              FusedBatchNormalization(dtype=dtype, **options))
+    for layer in layers:
+        layer.build(SHAPE)
+        if layer.scale:
+            layer.gamma.assign(np.linspace(0.5, 2.0, SHAPE[-1]))
+        if layer.center:
+            layer.beta.assign(np.linspace(-1.0, 1.0, SHAPE[-1]))
+        layer.moving_mean.assign(np.linspace(-0.3, 0.3, SHAPE[-1]))
+        layer.moving_variance.assign(np.linspace(0.5, 1.5, SHAPE[-1]))
+    return layers
+
+
+def _inputs(seed=1):
+    return tf.random.stateless_normal(SHAPE, seed=(seed, 0)) * 3.0 + 1.0
+
+
+def _run(layer, x, training):
+    """Output, gradients of a weighted sum (input, gamma, beta), moving averages.
+
+    The weights vary per position: with one weight per channel the input's
+    gradient would be zero (a normalized channel sums to a constant).
+    """
+    weights = tf.random.stateless_normal(SHAPE, seed=(7, 0))
+    sources = [x] + [v for v in (layer.gamma, layer.beta) if v is not None]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+    grads = tape.gradient(loss, sources)
+    return (y, [g.numpy() for g in grads],
+            layer.moving_mean.numpy(), layer.moving_variance.numpy())
+
+
+def _relative(a, b):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(None, 1e-5), ("mixed_bfloat16", 1e-2)])
+@pytest.mark.parametrize("options", [
+    dict(momentum=0.9, synchronized=True),
+    dict(momentum=0.5, epsilon=1e-5, center=False, scale=False),
+])
+def test_the_training_pass_equals_keras_batch_norm(dtype, tolerance, options):
+    keras_bn, fused_bn = _pair(dtype, **options)
+    x = _inputs()
+    expected, got = _run(keras_bn, x, True), _run(fused_bn, x, True)
+    assert got[0].dtype == expected[0].dtype
+    assert _relative(got[0], expected[0]) < tolerance
+    for g, e in zip(got[1], expected[1]):
+        assert _relative(g, e) < tolerance
+    # The moving averages are float32 in both precisions: Keras's reference
+    # computes the statistics of the float32 input.
+    assert _relative(got[2], expected[2]) < 1e-5
+    assert _relative(got[3], expected[3]) < 1e-5
+    # Not the initial values: the batch statistics moved them.
+    assert np.abs(got[3] - np.linspace(0.5, 1.5, SHAPE[-1])).min() > 0.1
+
+
+def test_the_moving_variance_takes_the_biased_batch_variance():
+    """Worked by hand: momentum 0.5 averages the old and the batch statistics."""
+    layer = FusedBatchNormalization(momentum=0.5)
+    x = tf.reshape(tf.constant([1.0, 2.0, 3.0, 6.0]), (1, 2, 2, 1))
+    layer(x, training=True)
+    # mean 3, biased variance (4 + 1 + 0 + 9) / 4 = 3.5 (the unbiased one is 14 / 3).
+    np.testing.assert_allclose(layer.moving_mean.numpy(), [0.5 * 0.0 + 0.5 * 3.0])
+    np.testing.assert_allclose(layer.moving_variance.numpy(), [0.5 * 1.0 + 0.5 * 3.5],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["inference", "frozen", "masked"])
+def test_other_passes_are_keras_own(case):
+    keras_bn, fused_bn = _pair(momentum=0.9)
+    x = _inputs(2)
+    mask = None
+    if case == "frozen":
+        keras_bn.trainable = fused_bn.trainable = False
+    if case == "masked":
+        mask = tf.random.stateless_uniform(SHAPE[:3], seed=(3, 0)) > 0.3
+    training = case != "inference"
+    expected = keras_bn(x, training=training, mask=mask)
+    got = fused_bn(x, training=training, mask=mask)
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    np.testing.assert_array_equal(fused_bn.moving_variance.numpy(),
+                                  keras_bn.moving_variance.numpy())
+
+
+def _op_types(layer, x, training, mask=None):
+    graph = tf.function(lambda t: layer(t, training=training, mask=mask)).get_concrete_function(
+        tf.TensorSpec(x.shape, x.dtype)).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_only_the_training_pass_without_mask_runs_the_fused_kernel():
+    _, fused_bn = _pair(momentum=0.9)
+    x = _inputs()
+    assert "FusedBatchNormV3" in _op_types(fused_bn, x, True)
+    assert "FusedBatchNormV3" not in _op_types(fused_bn, x, False)
+    assert "FusedBatchNormV3" not in _op_types(fused_bn, x, True, mask=tf.ones(SHAPE[:3], bool))
+
+
+def test_the_config_round_trips_to_the_fused_layer():
+    layer = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name="bn")
+    copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(copy) is FusedBatchNormalization
+    assert (copy.momentum, copy.epsilon, copy.synchronized) == (0.9, 1e-5, True)
