@@ -6,9 +6,14 @@ import importlib.util
 import json
 import pathlib
 
+from deeplab2.data.dataset_info import resolve_dataset
 from deeplab2.model import profile
+from deeplab2.model.builder import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD
+from deeplab2.model.meta import make_config
+from deeplab2.training import config as config_lib
 
 SCRIPT = pathlib.Path(__file__).parents[3] / "scripts" / "profile_model.py"
+CONFIGS = pathlib.Path(__file__).parents[3] / "deeplab2" / "configs"
 R50 = dict(backbone="resnet50", backbone_kwargs={"layout": "deeplab2"}, freeze_at=0)
 MASK_RCNN_COCO = 44_343_216  # 80 classes, detectron2's layout
 GLOBAL_CONTEXT = 2048 * 256 + 256
@@ -42,3 +47,23 @@ def test_the_profile_script_prints_the_upsnet_count(capsys):
                  "--option", 'backbone_kwargs={"layout": "deeplab2"}', "--option", "freeze_at=0"])
     result = json.loads(capsys.readouterr().out)
     assert result["params"] == 46_076_784
+
+
+
+def test_the_paper_configs_resolve_the_papers_loss_weights():
+    """Paper 001 section 4: lambda_sem 0.2 and lambda_pan 0.1 on COCO, 1.0 and
+    0.5 on Cityscapes; COCO's semantic head has three DCN layers and the
+    global context."""
+    expected = {"coco": ([256, 128, 128], True, 0.2, 0.1),
+                "cityscapes": ([128, 128], False, 1.0, 0.5)}
+    for dataset, values in expected.items():
+        options = config_lib.model_options(str(CONFIGS / dataset / "upsnet_r50.gin"))
+        config = make_config(options.pop("meta_architecture"),
+                             resolve_dataset(options.pop("dataset")),
+                             output_stride=options.pop("output_stride"),
+                             crop_size=options.pop("crop_size"),
+                             pixel_mean=DEFAULT_PIXEL_MEAN, pixel_std=DEFAULT_PIXEL_STD,
+                             architecture=options, postprocess=None)
+        arch = config.architecture
+        assert (arch["semantic_dcn_channels"], arch["global_context"],
+                arch["semantic_loss_weight"], arch["panoptic_loss_weight"]) == values, dataset
