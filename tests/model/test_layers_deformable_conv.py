@@ -66,6 +66,18 @@ def test_zero_offsets_equal_conv2d():
     assert not np.any(layer.offset_conv.bias.numpy())
 
 
+def test_zero_offsets_equal_conv2d_exactly_on_integer_values():
+    """Small integers make every product and partial sum exact in float32, so
+    any summation order gives the same bits: the sampling at zero offsets
+    must read exactly the input values, with weights exactly 1 and 0."""
+    x = RNG.integers(-8, 9, (2, 6, 7, 4)).astype("float32")
+    layer = _layer(x)
+    layer.kernel.assign(RNG.integers(-4, 5, layer.kernel.shape).astype("float32"))
+    layer.bias.assign(RNG.integers(-4, 5, layer.bias.shape).astype("float32"))
+    expected = tf.nn.conv2d(x, layer.kernel, 1, "SAME") + layer.bias
+    np.testing.assert_array_equal(layer(x), expected)
+
+
 def test_offset_of_one_row_equals_conv_of_the_input_shifted_up():
     x = _random((1, 6, 5, 3))
     layer = _layer(x)
