@@ -1,16 +1,18 @@
 """UPSNet and Seamless through the trainer, as Panoptic-DeepLab and Panoptic FPN:
 trainer.py in its train and train_and_eval modes, resume, evaluation (PQ,
 PQ-dagger, mIoU, mask and box AP) with its pictures, scripts/predict.py's
-files, and a 2-replica MirroredStrategy step (synchronized batch norm for
-Seamless).
+files, and a 2-replica MirroredStrategy step of Seamless, whose synchronized
+batch norm is what a second replica changes (UPSNet trains no batch norm by
+default; its mirrored loop is the shared TrainLoop, tested with
+Panoptic-DeepLab and the toy family in test_distribution.py).
 
 Tiny models (tiny_top_down.gin: MobileNetV3-Small, 16-channel FPN, 64x96
 synthetic scenes, 2 steps). Each training step's trace costs ~30-40 s on 2
 cores whatever the widths (the Mask R-CNN graph, not the backbone, dominates),
 so one straight run per family serves the resume, evaluation and prediction
 tests, and one subprocess on 2 logical CPUs runs the distributed checks.
-Measured: 5.5-6.5 minutes on 2 cores (the subprocess ~2.2, each family's
-two trainer runs 1.4-2, predict.py 0.2-0.3).
+Measured: about 5 minutes on 2 cores (the subprocess 1.6, each family's two
+trainer runs 1.4-2, predict.py 0.2-0.3).
 
 Run as a script (`python test_top_down_families_trainer.py RECORDS WORK_DIR`),
 this file is that subprocess: it prints the JSON report of `_mirrored_checks`.
@@ -258,23 +260,6 @@ def mirrored(tiny_records, tmp_path_factory):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_a_mirrored_upsnet_step_on_two_cpus_equals_its_replicas_on_one_device(mirrored):
-    """One TrainLoop step of UPSNet under MirroredStrategy on 2 logical CPUs (1
-    image per replica): finite losses equal to the mean of one device's losses
-    of each image alone (each replica samples its anchors and RoIs with its
-    first image's seed, so the whole batch on one device samples otherwise),
-    and weights that moved."""
-    report = mirrored["upsnet"]
-    assert report["num_replicas"] == 2
-    losses, reference = report["losses"], report["reference_losses"]
-    assert losses.keys() == reference.keys() and "panoptic_loss" in losses
-    for name, value in losses.items():
-        assert math.isfinite(value), (name, value)
-        np.testing.assert_allclose(value, reference[name], rtol=1e-4, atol=1e-6,
-                                   err_msg=name)
-    assert report["largest_update"] > 0
-
-
 def test_a_mirrored_seamless_step_synchronizes_batch_norm(mirrored):
     """One TrainLoop step of Seamless under MirroredStrategy on 2 logical CPUs
     (1 image per replica), batch norm trained everywhere with momentum 0:
@@ -290,7 +275,7 @@ def test_a_mirrored_seamless_step_synchronizes_batch_norm(mirrored):
     variance E[x^2] - E[x]^2 in float32 is off by ~2% there (measured),
     which moves the fuse batch norm's statistics by up to 1.6e-3; hence
     semantic_pool_size 2 here."""
-    report = mirrored["seamless"]
+    report = mirrored
     assert report["num_replicas"] == 2
     assert all(math.isfinite(v) for v in report["losses"].values()), report["losses"]
     assert report["largest_update"] > 0
@@ -306,7 +291,7 @@ def test_a_mirrored_seamless_step_synchronizes_batch_norm(mirrored):
 
 
 def _mirrored_checks(records, work_dir):
-    """{family: report} of one mirrored training step against one device."""
+    """The report of one mirrored Seamless training step against one device."""
     import keras
     import tensorflow as tf
 
@@ -323,20 +308,18 @@ def _mirrored_checks(records, work_dir):
     shared = dict(fpn_channels=16, box_fc_channels=32, mask_channels=8,
                   rpn_pre_nms_top_k_train=100, rpn_pre_nms_top_k_test=100,
                   rpn_post_nms_top_k=50, roi_samples=32, max_detections=20)
-    # UPSNet: frozen backbone batch norm (the default), no other batch norm.
-    # Seamless: every batch norm trained and synchronized (backbone included),
-    # momentum 0 (the moving statistics are the step's batch statistics);
-    # pooling window 2, not the default 64 that the small maps clamp to global
-    # pooling (see test_seamless_synchronized_batch_norm_...).
-    options = {"upsnet": dict(shared, semantic_dcn_channels=[16]),
-               "seamless": dict(shared, semantic_channels=16, frozen_bn=False, freeze_at=0,
-                                bn_momentum=0.0, semantic_pool_size=2)}
+    # Every batch norm trained and synchronized (backbone included), momentum
+    # 0 (the moving statistics are the step's batch statistics); pooling
+    # window 2, not the default 64 that the small maps clamp to global pooling
+    # (see test_a_mirrored_seamless_step_synchronizes_batch_norm).
+    options = dict(shared, semantic_channels=16, frozen_bn=False, freeze_at=0,
+                   bn_momentum=0.0, semantic_pool_size=2)
 
-    def model_under(strategy, family):
+    def model_under(strategy):
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            return build_model(family, "synthetic", crop_size=(64, 96), backbone=backbone,
-                               **options[family])
+            return build_model("seamless", "synthetic", crop_size=(64, 96),
+                               backbone=backbone, **options)
 
     def statistics(model):
         return {v.path: v.numpy() for v in model.weights
@@ -346,63 +329,48 @@ def _mirrored_checks(records, work_dir):
         return max(float(np.max(np.abs(values[k] - expected[k]) / (1 + np.abs(expected[k]))))
                    for k in expected)
 
-    report = {}
-    for family in FAMILIES:
-        meta = get_meta_architecture(family)
-        model = model_under(mirrored_strategy, family)
-        config = model.model_config
-        targets, loss_fn = meta.training_targets(config), meta.training_loss(config)
+    meta = get_meta_architecture("seamless")
+    model = model_under(mirrored_strategy)
+    config = model.model_config
+    targets, loss_fn = meta.training_targets(config), meta.training_loss(config)
 
-        def dataset_fn(context, start_step):
-            return pipeline.training_dataset(
-                f"{records}/train-*.tfrecord", config, targets, global_batch_size=2, seed=0,
-                start_step=start_step, input_context=context,
-                options=pipeline.TrainingInput(min_scale=1.0, max_scale=1.0, flip_prob=0.0))
+    def dataset_fn(context, start_step):
+        return pipeline.training_dataset(
+            f"{records}/train-*.tfrecord", config, targets, global_batch_size=2, seed=0,
+            start_step=start_step, input_context=context,
+            options=pipeline.TrainingInput(min_scale=1.0, max_scale=1.0, flip_prob=0.0))
 
-        with mirrored_strategy.scope():
-            optimizer = keras.optimizers.SGD(1e-3)
-        before = {v.path: v.numpy() for v in model.trainable_weights}
-        loop = TrainLoop(mirrored_strategy, model, loss_fn, optimizer, dataset_fn,
-                         f"{work_dir}/{family}", LoopOptions(num_steps=1, global_batch_size=2,
-                                                              steps_per_loop=1),
-                         forward_fn=meta.training_outputs)
-        losses = loop.train()
-        entry = dict(num_replicas=mirrored_strategy.num_replicas_in_sync, losses=losses,
-                     largest_update=max(float(np.max(np.abs(v.numpy() - before[v.path])))
-                                        for v in model.trainable_weights))
+    with mirrored_strategy.scope():
+        optimizer = keras.optimizers.SGD(1e-3)
+    before = {v.path: v.numpy() for v in model.trainable_weights}
+    loop = TrainLoop(mirrored_strategy, model, loss_fn, optimizer, dataset_fn, work_dir,
+                     LoopOptions(num_steps=1, global_batch_size=2, steps_per_loop=1),
+                     forward_fn=meta.training_outputs)
+    losses = loop.train()
+    report = dict(num_replicas=mirrored_strategy.num_replicas_in_sync, losses=losses,
+                  largest_update=max(float(np.max(np.abs(v.numpy() - before[v.path])))
+                                     for v in model.trainable_weights))
 
-        # One device, the same 2 images (the first global batch of the stream).
-        reference = model_under(tf.distribute.get_strategy(), family)
-        batch = next(iter(dataset_fn(tf.distribute.InputContext(), 0)))
-        batch = {k: v for k, v in batch.items() if v.dtype != tf.string}
-        forward = tf.function(lambda b: loss_fn(b, meta.training_outputs(reference, b)))
-        if family == "upsnet":
-            # Each image alone, as each replica saw it (its own sampling seed).
-            per_image = [forward({k: v[i:i + 1] for k, v in batch.items()}) for i in range(2)]
-            entry["reference_losses"] = {
-                k: float(np.mean([float(p[k][0]) for p in per_image])) for k in per_image[0]}
-        else:
-            whole = forward(batch)
-            whole_statistics = statistics(reference)
-            entry["reference_semantic_loss"] = float(tf.reduce_mean(whole["semantic_loss"]))
-            per_image = []
-            for i in range(2):
-                forward({k: v[i:i + 1] for k, v in batch.items()})
-                per_image.append(statistics(reference))
-            # What each replica would have kept without synchronization, averaged.
-            unsynchronized = {k: (per_image[0][k] + per_image[1][k]) / 2
-                              for k in whole_statistics}
-            mirrored_statistics = statistics(model)
-            worst = max(whole_statistics, key=lambda k: largest_difference(
-                {k: mirrored_statistics[k]}, {k: whole_statistics[k]}))
-            entry["batch_norm"] = dict(
-                same_names=sorted(mirrored_statistics) == sorted(whole_statistics),
-                num_statistics=len(whole_statistics),
-                max_difference=largest_difference(mirrored_statistics, whole_statistics),
-                worst=worst,
-                max_unsynchronized_difference=largest_difference(unsynchronized,
-                                                                 whole_statistics))
-        report[family] = entry
+    # One device, the same 2 images (the first global batch of the stream).
+    reference = model_under(tf.distribute.get_strategy())
+    batch = next(iter(dataset_fn(tf.distribute.InputContext(), 0)))
+    batch = {k: v for k, v in batch.items() if v.dtype != tf.string}
+    forward = tf.function(lambda b: loss_fn(b, meta.training_outputs(reference, b)))
+    whole = forward(batch)
+    whole_statistics = statistics(reference)
+    report["reference_semantic_loss"] = float(tf.reduce_mean(whole["semantic_loss"]))
+    per_image = []
+    for i in range(2):
+        forward({k: v[i:i + 1] for k, v in batch.items()})
+        per_image.append(statistics(reference))
+    # What each replica would have kept without synchronization, averaged.
+    unsynchronized = {k: (per_image[0][k] + per_image[1][k]) / 2 for k in whole_statistics}
+    mirrored_statistics = statistics(model)
+    report["batch_norm"] = dict(
+        same_names=sorted(mirrored_statistics) == sorted(whole_statistics),
+        num_statistics=len(whole_statistics),
+        max_difference=largest_difference(mirrored_statistics, whole_statistics),
+        max_unsynchronized_difference=largest_difference(unsynchronized, whole_statistics))
     return report
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from keras import ops
 
 from deeplab2.model.layers import activations
-from deeplab2.model.layers.batch_norm import FusedBatchNormalization
+from deeplab2.model.layers.fused_batch_norm import FusedBatchNormalization
 
 _SERIAL_PACKAGE = "deeplab2"
 

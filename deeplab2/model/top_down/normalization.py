@@ -15,7 +15,7 @@ import math
 
 import keras
 
-from deeplab2.model.layers.batch_norm import FusedBatchNormalization
+from deeplab2.model.layers.fused_batch_norm import FusedBatchNormalization
 
 NORMALIZATIONS = (None, "batch_norm", "group_norm")
 GROUPS = 32

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab2.model.layers.batch_norm import FusedBatchNormalization
+from deeplab2.model.layers.fused_batch_norm import FusedBatchNormalization
 
 SHAPE = (2, 9, 11, 5)
 
