@@ -3,10 +3,15 @@
 Its training pass must give Keras's outputs, gradients and moving averages
 (the fused kernel returns the unbiased variance, the moving average takes the
 biased one), and every case the fused kernel does not cover must take Keras's
-own pass. Whether the 2-replica fallback gives global statistics is checked
-by tests/training/test_distribution.py (a mirrored step equals one step on
-the whole batch).
+own pass. On two replicas a synchronized layer all-reduces its statistics in
+two passes (run as a script, this file prints them from 2 logical CPUs); a
+whole mirrored training step is checked by tests/training/test_distribution.py.
 """
+import json
+import pathlib
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -71,8 +76,8 @@ def test_the_training_pass_equals_keras_batch_norm(dtype, tolerance, options):
     assert _relative(got[0], expected[0]) < tolerance
     for g, e in zip(got[1], expected[1]):
         assert _relative(g, e) < tolerance
-    # The moving averages are float32 in both precisions: Keras's reference
-    # computes the statistics of the float32 input.
+    # The moving averages are float32 in both precisions: both layers take the
+    # statistics of the same (in mixed precision bfloat16-rounded) input in float32.
     assert _relative(got[2], expected[2]) < 1e-5
     assert _relative(got[3], expected[3]) < 1e-5
     # Not the initial values: the batch statistics moved them.
@@ -103,8 +108,23 @@ def test_other_passes_are_keras_own(case):
     expected = keras_bn(x, training=training, mask=mask)
     got = fused_bn(x, training=training, mask=mask)
     np.testing.assert_array_equal(got.numpy(), expected.numpy())
-    np.testing.assert_array_equal(fused_bn.moving_variance.numpy(),
-                                  keras_bn.moving_variance.numpy())
+    for name in ("moving_mean", "moving_variance"):
+        np.testing.assert_array_equal(getattr(fused_bn, name).numpy(),
+                                      getattr(keras_bn, name).numpy())
+
+
+def test_an_empty_batch_moves_the_averages_as_keras_does():
+    """The fused kernel's statistics of no pixels are NaN; the moving averages
+    must stay finite and move towards zero as Keras's synchronized layer
+    moves them (its unsynchronized one averages to NaN)."""
+    keras_bn, fused_bn = _pair(momentum=0.9, synchronized=True)
+    x = tf.zeros((0,) + SHAPE[1:])
+    assert fused_bn(x, training=True).shape == x.shape
+    keras_bn(x, training=True)
+    for name in ("moving_mean", "moving_variance"):
+        got, expected = getattr(fused_bn, name).numpy(), getattr(keras_bn, name).numpy()
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
 def _op_types(layer, x, training, mask=None):
@@ -121,8 +141,61 @@ def test_only_the_training_pass_without_mask_runs_the_fused_kernel():
     assert "FusedBatchNormV3" not in _op_types(fused_bn, x, True, mask=tf.ones(SHAPE[:3], bool))
 
 
+@pytest.mark.parametrize("shape, axis", [((6, 5), -1), ((2, 5, 9, 11), 1)])
+def test_inputs_the_kernel_does_not_take_get_keras_own_training_pass(shape, axis):
+    keras_bn = keras.layers.BatchNormalization(axis=axis, momentum=0.9)
+    fused_bn = FusedBatchNormalization(axis=axis, momentum=0.9)
+    x = tf.random.stateless_normal(shape, seed=(4, 0)) * 2.0 + 0.5
+    assert "FusedBatchNormV3" not in _op_types(fused_bn, x, True)
+    np.testing.assert_array_equal(fused_bn(x, training=True).numpy(),
+                                  keras_bn(x, training=True).numpy())
+    np.testing.assert_array_equal(fused_bn.moving_variance.numpy(),
+                                  keras_bn.moving_variance.numpy())
+
+
 def test_the_config_round_trips_to_the_fused_layer():
     layer = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name="bn")
     copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(copy) is FusedBatchNormalization
     assert (copy.momentum, copy.epsilon, copy.synchronized) == (0.9, 1e-5, True)
+
+
+def _large_mean_small_variance():
+    """Channel 0 is 1000 + 0.01 N(0, 1): E[x^2] - E[x]^2 in float32 loses it."""
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype("float32")
+    x[..., 0] = 1000.0 + 1e-2 * x[..., 0]
+    return x
+
+
+def test_two_replicas_all_reduce_the_statistics_in_two_passes():
+    result = subprocess.run([sys.executable, __file__], capture_output=True, text=True,
+                            timeout=300, cwd=pathlib.Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    x = _large_mean_small_variance().astype(np.float64).reshape(-1, SHAPE[-1])
+    assert report["num_replicas"] == 2
+    np.testing.assert_allclose(report["fused"]["moving_mean"], x.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(report["fused"]["moving_variance"], x.var(0), rtol=1e-4)
+    # Keras's one-pass synchronized variance of channel 0 is off by far more.
+    assert abs(report["keras"]["moving_variance"][0] - x.var(0)[0]) > 0.5 * x.var(0)[0]
+
+
+if __name__ == "__main__":
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    strategy = tf.distribute.MirroredStrategy(
+        [d.name for d in tf.config.list_logical_devices("CPU")])
+    batch = tf.data.Dataset.from_tensors(_large_mean_small_variance())
+    report = {"num_replicas": strategy.num_replicas_in_sync}
+    for name, cls in (("fused", FusedBatchNormalization),
+                      ("keras", keras.layers.BatchNormalization)):
+        with strategy.scope():
+            layer = cls(momentum=0.0, synchronized=True)
+            layer.build(SHAPE)
+        step = tf.function(lambda b, layer=layer: strategy.run(
+            lambda x: layer(x, training=True), args=(b,)))
+        for distributed in strategy.experimental_distribute_dataset(batch):
+            step(distributed)
+        report[name] = {v: getattr(layer, v).numpy().tolist()
+                        for v in ("moving_mean", "moving_variance")}
+    print(json.dumps(report))

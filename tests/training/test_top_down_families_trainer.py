@@ -271,10 +271,10 @@ def test_a_mirrored_seamless_step_synchronizes_batch_norm(mirrored):
 
     With the default 64 pooling window the small maps pool globally: the
     pooled branch's batch norm then sees one value per image and channel,
-    its variance over 2 images is ~5e-5, and Keras's one-pass synchronized
-    variance E[x^2] - E[x]^2 in float32 is off by ~2% there (measured),
-    which moves the fuse batch norm's statistics by up to 1.6e-3; hence
-    semantic_pool_size 2 here."""
+    with a variance of ~5e-5 over the 2 images. The two-pass synchronized
+    statistics of FusedBatchNormalization keep it; Keras's one-pass
+    E[x^2] - E[x]^2 in float32 was off by ~2% there (measured), which moved
+    the next batch norm's statistics by up to 1.6e-3."""
     report = mirrored
     assert report["num_replicas"] == 2
     assert all(math.isfinite(v) for v in report["losses"].values()), report["losses"]
@@ -309,11 +309,9 @@ def _mirrored_checks(records, work_dir):
                   rpn_pre_nms_top_k_train=100, rpn_pre_nms_top_k_test=100,
                   rpn_post_nms_top_k=50, roi_samples=32, max_detections=20)
     # Every batch norm trained and synchronized (backbone included), momentum
-    # 0 (the moving statistics are the step's batch statistics); pooling
-    # window 2, not the default 64 that the small maps clamp to global pooling
-    # (see test_a_mirrored_seamless_step_synchronizes_batch_norm).
+    # 0 (the moving statistics are the step's batch statistics).
     options = dict(shared, semantic_channels=16, frozen_bn=False, freeze_at=0,
-                   bn_momentum=0.0, semantic_pool_size=2)
+                   bn_momentum=0.0)
 
     def model_under(strategy):
         with strategy.scope():

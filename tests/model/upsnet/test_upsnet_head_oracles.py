@@ -84,7 +84,7 @@ def _prune_oracle(boxes, scores, classes, valid, masks, height, width):
 
 def test_prune_instances_equals_the_numpy_oracle():
     """Random clustered detections on a 16 x 16 canvas: every way to be dropped
-    occurs, and with this seed moving any threshold by 0.1 changes the result."""
+    occurs."""
     rng = np.random.default_rng(9)
     batch, num, size = 6, 8, 16
     corner = rng.uniform(0, 8, (batch, num, 2))

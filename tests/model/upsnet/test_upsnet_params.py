@@ -49,7 +49,6 @@ def test_the_profile_script_prints_the_upsnet_count(capsys):
     assert result["params"] == 46_076_784
 
 
-
 def test_the_paper_configs_resolve_the_papers_loss_weights():
     """Paper 001 section 4: lambda_sem 0.2 and lambda_pan 0.1 on COCO, 1.0 and
     0.5 on Cityscapes; COCO's semantic head has three DCN layers and the
