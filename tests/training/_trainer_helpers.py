@@ -1,4 +1,5 @@
 """Running trainer.py in a subprocess on the tiny config."""
+import json
 import os
 import pathlib
 import subprocess
@@ -38,6 +39,16 @@ def quiet_env(**extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path, **extra)
     env.pop("TF_CONFIG", None)
     return env
+
+
+def script_report(script, *args, timeout=1800):
+    """The JSON object a check script prints last (run in its own process, as
+    scripts that set up logical devices before TensorFlow starts must be)."""
+    result = subprocess.run([sys.executable, str(script), *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout,
+                            env=quiet_env(), cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def event_scalars(event_dir, tag):

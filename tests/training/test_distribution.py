@@ -4,25 +4,20 @@ import json
 import os
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from _trainer_helpers import PROJECT_ROOT, TOY_GIN, quiet_env, run_trainer, trainer_command
+from _trainer_helpers import (PROJECT_ROOT, TOY_GIN, quiet_env, run_trainer, script_report,
+                              trainer_command)
 
 
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory, tiny_records):
     """The report of _distributed_checks.py (one process on 2 logical CPUs)."""
     script = os.path.join(os.path.dirname(__file__), "_distributed_checks.py")
-    work_dir = tmp_path_factory.mktemp("distributed")
-    result = subprocess.run([sys.executable, script, str(tiny_records), str(work_dir)],
-                            capture_output=True, text=True, timeout=1800, env=quiet_env(),
-                            cwd=PROJECT_ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return script_report(script, tiny_records, tmp_path_factory.mktemp("distributed"))
 
 
 def _assert_same_step(report, rtol=1e-5, update_tolerance=1e-3, min_weights=100):

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 import pytest
 
-from _trainer_helpers import PROJECT_ROOT, event_scalars, quiet_env, run_trainer
+from _trainer_helpers import PROJECT_ROOT, event_scalars, quiet_env, run_trainer, script_report
 
 pytestmark = pytest.mark.slow
 
@@ -252,12 +252,7 @@ def test_predict_script_writes_each_scene_as_the_evaluation_scored_it(straight, 
 @pytest.fixture(scope="module")
 def mirrored(tiny_records, tmp_path_factory):
     """The report of this file run as a script (one process, 2 logical CPUs)."""
-    work_dir = tmp_path_factory.mktemp("mirrored")
-    result = subprocess.run([sys.executable, __file__, str(tiny_records), str(work_dir)],
-                            capture_output=True, text=True, timeout=1800, env=quiet_env(),
-                            cwd=PROJECT_ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return script_report(__file__, tiny_records, tmp_path_factory.mktemp("mirrored"))
 
 
 def test_a_mirrored_seamless_step_synchronizes_batch_norm(mirrored):
