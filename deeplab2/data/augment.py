@@ -292,6 +292,7 @@ def pad_for_eval(image: tf.Tensor, label: tf.Tensor, crop_size: Tuple[int, int],
         shape, tf.constant(crop_size, tf.int32),
         message=f"Evaluation image is larger than the crop size {tuple(crop_size)}; "
                 "raise crop_size to at least the largest image size (k*stride+1).")]
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies(checks):  # Both pads wait for the check.
         image = tf.cast(image, tf.float32)
+        label = tf.identity(label)
     return _pad_to(image, label, crop_size, ignore_id, pad_value)
