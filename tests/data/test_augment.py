@@ -134,6 +134,28 @@ def test_eval_rejects_images_larger_than_the_crop():
         augment.pad_for_eval(image, label, CROP, IGNORE)
 
 
+def test_eval_padding_runs_after_the_size_check_in_a_graph():
+    """In a graph (a tf.data map runs ops in parallel) every pad depends on the
+    size check, so an oversized pair fails with its message, never in a pad."""
+    function = tf.function(lambda image, label: augment.pad_for_eval(image, label, CROP,
+                                                                     IGNORE))
+    graph = function.get_concrete_function(
+        tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([None, None], tf.int32)).graph
+
+    def upstream(op, seen):
+        for parent in [t.op for t in op.inputs] + list(op.control_inputs):
+            if parent.name not in seen:
+                seen.add(parent.name)
+                upstream(parent, seen)
+        return seen
+
+    checks = {op.name for op in graph.get_operations() if op.type == "Assert"}
+    pads = [op for op in graph.get_operations() if op.type.startswith("Pad")]
+    assert checks and len(pads) == 2
+    for pad in pads:
+        assert checks & upstream(pad, set()), pad.name
+
+
 @pytest.mark.parametrize("half_pixel, crop", [(False, (641, 1025)), (True, (640, 1024))])
 def test_longest_side_brings_the_longer_side_to_exactly_that_length(half_pixel, crop):
     """A 300x500 pair with longest_side 1000 and scale 1: 600x1000 (align
