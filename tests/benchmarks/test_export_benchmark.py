@@ -1,12 +1,14 @@
-"""scripts/benchmark.py export: the network in TensorFlow, as TFLite and ONNX files,
-and the host post-processing, timed in one run with their file sizes."""
+"""scripts/benchmark.py export: the network in TensorFlow, the SavedModel, TFLite
+(float32, int8) and ONNX files, and the host post-processing, timed in one run
+with their file sizes."""
 import json
 
 import pytest
 
 from deeplab2.benchmarks import export
 
-FORMATS = ["tf_network", "tflite_float32", "onnx", "host_postprocess"]
+FORMATS = ["tf_network", "saved_model", "tflite_float32", "tflite_int8", "onnx",
+           "host_postprocess"]
 
 
 @pytest.mark.slow
@@ -27,6 +29,15 @@ def test_export_benchmark_of_tflite_and_onnx_files_against_the_tf_network(capsys
         assert results[name]["speedup_vs_tf_network"] == pytest.approx(
             baseline / results[name]["median_ms"], abs=0.01)
     assert "speedup_vs_tf_network" not in results["host_postprocess"]
+    saved_model = results["saved_model"]
+    assert saved_model["bytes"] > 4 * report["params"]  # float32 weights and the graphs
+    for name in ("tflite_float32", "tflite_int8", "onnx"):
+        assert results[name]["speedup_vs_saved_model"] == pytest.approx(
+            saved_model["median_ms"] / results[name]["median_ms"], abs=0.01)
+        assert results[name]["size_vs_saved_model"] == pytest.approx(
+            results[name]["bytes"] / saved_model["bytes"], abs=1e-3)
+    # int8 weights: one byte per quantized parameter; the instance branch stays float.
+    assert 0.25 < results["tflite_int8"]["bytes"] / results["tflite_float32"]["bytes"] < 0.5
 
 
 def test_an_input_size_the_model_does_not_take_is_refused():

@@ -1,6 +1,7 @@
 """Export of a Panoptic FPN: a tiny random-weight model on the four-layer test backbone,
 exported and reloaded in this process, serves images of any size as the in-process
-Predictor predicts them, with the instances' boxes besides Panoptic-DeepLab's outputs."""
+Predictor predicts them, with the instances' boxes besides Panoptic-DeepLab's outputs;
+its metadata describes it, and TF Serving's graph-mode loader serves the same."""
 import re
 
 import keras
@@ -9,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import strided_conv_backbone
+from top_down_export_checks import check_graph_mode_loader, check_metadata
 from deeplab2 import common
 from deeplab2.export import export_saved_model, serving_function
 from deeplab2.export.saved_model import INSTANCE_KEYS, MAP_KEYS
@@ -63,10 +65,15 @@ def images():
 # About a minute on two busy cores (tracing and saving the serving graph): the
 # tests using it are slow.
 @pytest.fixture(scope="module")
-def loaded(predictor, tmp_path_factory):
+def export_dir(predictor, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("export") / "saved_model")
+    export_saved_model(predictor, path, max_side=MAX_SIDE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded(export_dir):
     """The SavedModel of `predictor` exported and reloaded."""
-    export_dir = str(tmp_path_factory.mktemp("export") / "saved_model")
-    export_saved_model(predictor, export_dir, max_side=MAX_SIDE)
     return tf.saved_model.load(export_dir)
 
 
@@ -167,3 +174,10 @@ def test_the_serving_function_has_no_float64_and_strings_only_in_its_size_check(
     assert ops_producing(concrete, [tf.float64]) == []
     strings = ops_producing(concrete, [tf.string])
     assert strings and all("/check_image_side/" in op for op in strings), strings
+
+
+@pytest.mark.slow
+def test_the_metadata_and_tf_servings_loader_describe_and_serve_the_model(
+        predictor, images, loaded, export_dir):
+    check_metadata(loaded, export_dir, predictor, "panoptic_fpn")
+    check_graph_mode_loader(loaded, export_dir, images[SIZES[0]])

@@ -1,13 +1,15 @@
 """Export of UPSNet and Seamless: a tiny random-weight model of each on the
 four-layer test backbone, exported and reloaded in this process, serves images of
 any size (and batches) as the in-process Predictor predicts them, with Panoptic
-FPN's signature; its serving graph holds no float64."""
+FPN's signature, describes itself (metadata) and serves the same through TF
+Serving's graph-mode loader; its serving graph holds no float64."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import strided_conv_backbone
+from top_down_export_checks import check_graph_mode_loader, check_metadata
 from deeplab2 import common
 from deeplab2.export import export_saved_model, serving_function
 from deeplab2.export.saved_model import INSTANCE_KEYS, MAP_KEYS
@@ -43,9 +45,14 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def loaded(predictor, tmp_path_factory):
-    export_dir = str(tmp_path_factory.mktemp("export") / "saved_model")
-    export_saved_model(predictor, export_dir, max_side=128)
+def export_dir(predictor, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("export") / "saved_model")
+    export_saved_model(predictor, path, max_side=128)
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded(export_dir):
     return tf.saved_model.load(export_dir)
 
 
@@ -84,3 +91,10 @@ def test_the_reloaded_model_serves_images_and_batches_as_the_predictor(predictor
 def test_the_serving_function_has_no_float64(predictor):
     concrete = serving_function(predictor).get_concrete_function()
     assert ops_producing(concrete, [tf.float64]) == []
+
+
+@pytest.mark.slow
+def test_the_metadata_and_tf_servings_loader_describe_and_serve_the_model(
+        request, predictor, images, loaded, export_dir):
+    check_metadata(loaded, export_dir, predictor, request.node.callspec.params["predictor"])
+    check_graph_mode_loader(loaded, export_dir, images[SIZES[0]])
