@@ -8,9 +8,6 @@ two passes (run as a script, this file prints them from 2 logical CPUs); a
 whole mirrored training step is checked by tests/training/test_distribution.py.
 """
 import json
-import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -18,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab2.model.layers.fused_batch_norm import FusedBatchNormalization
+from script_runs import script_report
 
 SHAPE = (2, 9, 11, 5)
 
@@ -168,10 +166,7 @@ def _large_mean_small_variance():
 
 
 def test_two_replicas_all_reduce_the_statistics_in_two_passes():
-    result = subprocess.run([sys.executable, __file__], capture_output=True, text=True,
-                            timeout=300, cwd=pathlib.Path(__file__).parents[2])
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = script_report(__file__, timeout=300)
     x = _large_mean_small_variance().astype(np.float64).reshape(-1, SHAPE[-1])
     assert report["num_replicas"] == 2
     np.testing.assert_allclose(report["fused"]["moving_mean"], x.mean(0), rtol=1e-6)

@@ -1,16 +1,14 @@
 """Running trainer.py in a subprocess on the tiny config."""
-import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import tensorflow as tf
 
+from script_runs import PROJECT_ROOT, quiet_env
+
 TINY_GIN = pathlib.Path(__file__).with_name("tiny.gin")
 TOY_GIN = pathlib.Path(__file__).with_name("toy.gin")
-PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
-TESTS_DIR = PROJECT_ROOT / "tests"
 
 
 def data_bindings(records: pathlib.Path):
@@ -31,24 +29,6 @@ def run_trainer(model_dir, records, *bindings, mode="train", env=None, timeout=6
     return subprocess.run(trainer_command(model_dir, records, *bindings, mode=mode, gin=gin),
                           capture_output=True, text=True, timeout=timeout,
                           env=env or quiet_env(), cwd=PROJECT_ROOT)
-
-
-def quiet_env(**extra):
-    # tests/ on the path: Gin configs import test modules (toy.gin: toy_family).
-    path = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path, **extra)
-    env.pop("TF_CONFIG", None)
-    return env
-
-
-def script_report(script, *args, timeout=1800):
-    """The JSON object a check script prints last (run in its own process, as
-    scripts that set up logical devices before TensorFlow starts must be)."""
-    result = subprocess.run([sys.executable, str(script), *map(str, args)],
-                            capture_output=True, text=True, timeout=timeout,
-                            env=quiet_env(), cwd=PROJECT_ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def event_scalars(event_dir, tag):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from _trainer_helpers import (PROJECT_ROOT, TOY_GIN, quiet_env, run_trainer, script_report,
-                              trainer_command)
+from _trainer_helpers import PROJECT_ROOT, TOY_GIN, quiet_env, run_trainer, trainer_command
+from script_runs import script_report
 
 
 @pytest.fixture(scope="module")

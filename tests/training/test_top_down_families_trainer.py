@@ -28,7 +28,8 @@ import sys
 import numpy as np
 import pytest
 
-from _trainer_helpers import PROJECT_ROOT, event_scalars, quiet_env, run_trainer, script_report
+from _trainer_helpers import PROJECT_ROOT, event_scalars, quiet_env, run_trainer
+from script_runs import script_report
 
 pytestmark = pytest.mark.slow
 
