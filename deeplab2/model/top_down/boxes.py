@@ -25,14 +25,15 @@ def area(boxes: tf.Tensor) -> tf.Tensor:
 def pairwise_iou(boxes: tf.Tensor, other: tf.Tensor) -> tf.Tensor:
     """[..., N, 4] and [..., M, 4] boxes -> [..., N, M] intersection over union.
 
-    A pair whose union is empty (both boxes empty) has IoU 0, never NaN.
+    A pair whose union is empty (both boxes empty) has IoU 0, never NaN. Each
+    coordinate is broadcast on its own, so every [..., N, M] intermediate is
+    one plane (no [..., N, M, 2] tensors to slice: N is every anchor in training).
     """
-    first = boxes[..., :, None, :]
-    second = other[..., None, :, :]
-    low = tf.maximum(first[..., :2], second[..., :2])
-    high = tf.minimum(first[..., 2:], second[..., 2:])
-    size = tf.maximum(high - low, 0.0)
-    intersection = size[..., 0] * size[..., 1]
+    x0, y0, x1, y1 = [c[..., :, None] for c in tf.unstack(boxes, axis=-1)]
+    u0, v0, u1, v1 = [c[..., None, :] for c in tf.unstack(other, axis=-1)]
+    width = tf.maximum(tf.minimum(x1, u1) - tf.maximum(x0, u0), 0.0)
+    height = tf.maximum(tf.minimum(y1, v1) - tf.maximum(y0, v0), 0.0)
+    intersection = width * height
     union = area(boxes)[..., :, None] + area(other)[..., None, :] - intersection
     return tf.math.divide_no_nan(intersection, union)
 

@@ -10,6 +10,7 @@ from typing import NamedTuple, Optional, Tuple
 import tensorflow as tf
 
 from deeplab2.model.top_down import boxes as boxes_lib
+from deeplab2.model.top_down import xla_context
 
 POSITIVE = 1
 NEGATIVE = 0
@@ -70,7 +71,12 @@ def match_boxes(boxes: tf.Tensor, gt_boxes: tf.Tensor, gt_valid: tf.Tensor, rule
     Invalid GT rows count as IoU -1, so they are never matched; without any valid
     GT every box is negative. Boxes with `box_valid` False (padding proposals)
     are ignored. `boxes` may lack the batch dimensions (anchors shared by a batch).
+    Outside XLA the GT columns after the batch's last valid row are dropped
+    first: they could never match, and the padding is most of the [..., N, G]
+    IoU work when N is every anchor.
     """
+    if not xla_context.traced_for_xla():
+        gt_boxes, gt_valid = _without_invalid_tail(gt_boxes, gt_valid)
     iou = boxes_lib.pairwise_iou(boxes, gt_boxes)
     iou = tf.where(gt_valid[..., None, :], iou, -1.0)
     if box_valid is not None:
@@ -91,6 +97,15 @@ def match_boxes(boxes: tf.Tensor, gt_boxes: tf.Tensor, gt_valid: tf.Tensor, rule
     if box_valid is not None:
         labels = tf.where(box_valid, labels, IGNORED)
     return Match(gt_index, labels)
+
+
+def _without_invalid_tail(gt_boxes: tf.Tensor,
+                          gt_valid: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """[..., G, 4] boxes and [..., G] validity cut to their first g >= 1 rows, g
+    one past the last row valid in any image (a dynamic size: not for XLA)."""
+    rows = tf.range(1, tf.shape(gt_valid)[-1] + 1)
+    keep = tf.maximum(tf.reduce_max(tf.where(gt_valid, rows, 0)), 1)
+    return gt_boxes[..., :keep, :], gt_valid[..., :keep]
 
 
 def sample_balanced(labels: tf.Tensor, rule: SampleRule, seed: tf.Tensor) -> Sample:
