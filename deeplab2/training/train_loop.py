@@ -69,6 +69,14 @@ class LoopOptions:
                              f"{self.accumulation_steps!r}.")
 
 
+def _without_autograph(function):
+    """`function` traced as written: models and losses use TensorFlow's own
+    control flow (tf.while_loop, tf.cond), so autograph's source conversion
+    of every function they call is tracing time for nothing (about a fifth
+    of a top-down family's step trace)."""
+    return tf.autograph.experimental.do_not_convert(function)
+
+
 def _runs_on_tpu(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.TPUStrategy)
 
@@ -195,12 +203,13 @@ class TrainLoop:
         steps) and their gradients."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = self.forward_fn(self.model, inputs)
+            outputs = _without_autograph(self.forward_fn)(self.model, inputs)
             # Sum / images per update, as tf.nn.compute_average_loss, without
             # its assertion (string constants have no place in a compiled step).
             scale = 1.0 / (self.options.global_batch_size * self.options.accumulation_steps)
             losses = {name: tf.reduce_sum(tf.cast(value, tf.float32)) * scale
-                      for name, value in self.loss_fn(inputs, outputs).items()}
+                      for name, value in _without_autograph(self.loss_fn)(inputs,
+                                                                          outputs).items()}
             scaled = self.optimizer.scale_loss(losses[TOTAL_LOSS])
         return losses, tape.gradient(scaled, variables)
 

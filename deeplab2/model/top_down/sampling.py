@@ -75,8 +75,8 @@ def match_boxes(boxes: tf.Tensor, gt_boxes: tf.Tensor, gt_valid: tf.Tensor, rule
     first: they could never match, and the padding is most of the [..., N, G]
     IoU work when N is every anchor.
     """
-    if not xla_context.traced_for_xla():
-        gt_boxes, gt_valid = _without_invalid_tail(gt_boxes, gt_valid)
+    used = rows_in_use(gt_valid)
+    gt_boxes, gt_valid = gt_boxes[..., :used, :], gt_valid[..., :used]
     iou = boxes_lib.pairwise_iou(boxes, gt_boxes)
     iou = tf.where(gt_valid[..., None, :], iou, -1.0)
     if box_valid is not None:
@@ -99,13 +99,14 @@ def match_boxes(boxes: tf.Tensor, gt_boxes: tf.Tensor, gt_valid: tf.Tensor, rule
     return Match(gt_index, labels)
 
 
-def _without_invalid_tail(gt_boxes: tf.Tensor,
-                          gt_valid: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """[..., G, 4] boxes and [..., G] validity cut to their first g >= 1 rows, g
-    one past the last row valid in any image (a dynamic size: not for XLA)."""
-    rows = tf.range(1, tf.shape(gt_valid)[-1] + 1)
-    keep = tf.maximum(tf.reduce_max(tf.where(gt_valid, rows, 0)), 1)
-    return gt_boxes[..., :keep, :], gt_valid[..., :keep]
+def rows_in_use(valid: tf.Tensor):
+    """How many leading rows of [..., G] `valid` padding-free work needs: one
+    past the last row valid in any image, at least 1, as a scalar tensor.
+    Under XLA, which needs static shapes, G itself."""
+    if xla_context.traced_for_xla():
+        return valid.shape[-1]
+    rows = tf.range(1, tf.shape(valid)[-1] + 1)
+    return tf.maximum(tf.reduce_max(tf.where(valid, rows, 0)), 1)
 
 
 def sample_balanced(labels: tf.Tensor, rule: SampleRule, seed: tf.Tensor) -> Sample:

@@ -21,6 +21,7 @@ from deeplab2.model.meta import TOTAL_LOSS
 from deeplab2.model.panoptic_fpn.loss import PanopticFPNLoss, semantic_cross_entropy
 from deeplab2.model.top_down import instance_targets as gt
 from deeplab2.model.top_down.roi_align import roi_align
+from deeplab2.model.top_down.sampling import rows_in_use
 from deeplab2.model.upsnet import model as model_lib
 from deeplab2.model.upsnet import panoptic_head
 from deeplab2.model.upsnet.semantic_head import OUTPUT_STRIDE
@@ -53,7 +54,12 @@ def roi_semantic_targets(semantic_target: tf.Tensor, boxes: tf.Tensor,
 def roi_semantic_loss(stride4_logits: tf.Tensor, semantic_target: tf.Tensor,
                       boxes: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
     """[B] mean cross-entropy over the labeled bins of each image's valid boxes
-    (0 for an image without any)."""
+    (0 for an image without any). The padding rows after the batch's last
+    valid box are left out first (`sampling.rows_in_use`; none under XLA):
+    they add nothing, and with COCO's 100 slots and a handful of instances
+    they would be most of the pooling of 133 classes and of its gradient."""
+    used = rows_in_use(valid)
+    boxes, valid = boxes[:, :used], valid[:, :used]
     pooled = roi_align(tf.cast(stride4_logits, tf.float32), boxes, ROI_SIZE, OUTPUT_STRIDE)
     target = roi_semantic_targets(semantic_target, boxes)
     labeled = (target >= 0) & valid[:, :, None, None]

@@ -24,6 +24,7 @@ from deeplab2.model.panoptic_fpn import model as panoptic_fpn_model
 from deeplab2.model.panoptic_fpn.model import PanopticFPN
 from deeplab2.model.panoptic_fpn.targets import sampling_seeds
 from deeplab2.model.top_down import instance_targets as gt
+from deeplab2.model.top_down import sampling
 from deeplab2.model.top_down.semantic_fpn import upsample
 from deeplab2.model.upsnet import panoptic_head
 from deeplab2.model.upsnet.semantic_head import OUTPUT_STRIDE, UPSNetSemanticHead
@@ -83,8 +84,8 @@ class UPSNet(PanopticFPN):
     def _training_heads(self, levels, rpn, proposals, targets, semantic):
         outputs = super()._training_heads(levels, rpn, proposals, targets, semantic)
         boxes, classes = targets[gt.GT_BOXES], targets[gt.GT_CLASSES]
-        mask_logits = tf.gather(self._mask_head_on(levels, boxes),
-                                tf.maximum(classes - 1, 0), axis=4, batch_dims=2)
+        mask_logits = self._ground_truth_mask_logits(levels, boxes, classes,
+                                                     targets[gt.GT_VALID])
         seed = tf.random.experimental.stateless_fold_in(
             sampling_seeds(targets[common.SAMPLE_SEED]).roi, 1)
         kept = panoptic_head.keep_random_instances(targets[gt.GT_VALID], seed,
@@ -96,6 +97,17 @@ class UPSNet(PanopticFPN):
             stuff_channels=self.stuff_channels, thing_channels=self.thing_channels)
         outputs[PANOPTIC_KEPT] = kept
         return outputs
+
+    def _ground_truth_mask_logits(self, levels, boxes, classes, valid):
+        """[B, N, 28, 28] mask logits of each ground-truth slot's class. The
+        mask head skips the padding rows after the batch's last valid one
+        (`sampling.rows_in_use`; all N under XLA): they get 0, and Z ignores
+        them. With COCO's 100 slots and a handful of instances per image,
+        that is most of the head's work in training."""
+        used = sampling.rows_in_use(valid)
+        logits = tf.gather(self._mask_head_on(levels, boxes[:, :used]),
+                           tf.maximum(classes[:, :used] - 1, 0), axis=4, batch_dims=2)
+        return tf.pad(logits, [[0, 0], [0, tf.shape(boxes)[1] - used], [0, 0], [0, 0]])
 
     def get_config(self):
         config = super().get_config()

@@ -89,6 +89,17 @@ def test_dropping_the_padded_gt_tail_outside_xla_changes_no_match(valid_rows):
         assert positive.any() == gt_valid.any()
 
 
+@pytest.mark.parametrize("valid, expected", [
+    ([[1, 0, 0, 0], [1, 1, 0, 0]], 2),
+    ([[1, 0, 0, 0], [1, 0, 0, 1]], 4),  # a valid row after padding counts
+    ([[0, 0, 0, 0], [0, 0, 0, 0]], 1),  # at least one row
+])
+def test_rows_in_use_ends_after_the_last_valid_row_except_under_xla(valid, expected):
+    valid = tf.constant(np.array(valid, bool))
+    assert int(sampling.rows_in_use(valid)) == expected
+    assert tf.function(sampling.rows_in_use, jit_compile=True)(valid) == 4
+
+
 def test_rpn_rule_hand_worked():
     gt_boxes = tf.constant([[0, 0, 10, 25], [50, 0, 60, 10], [200, 200, 210, 210.]])
     gt_valid = tf.constant([True, True, False])

@@ -87,6 +87,34 @@ def test_training_losses_and_gradients(model, batch):
         assert norms and max(norms) > 0, name
 
 
+@pytest.mark.parametrize("valid_rows", [(3, 5), (3, 16)])
+def test_the_ground_truth_mask_head_skips_only_the_padding_tail(model, valid_rows):
+    """Eagerly the mask head of the panoptic head's slots stops after the
+    batch's last valid row (row 5, or none when an image fills all 16): those
+    rows equal the head on every row, the others are 0. Under XLA it runs on
+    every row."""
+    rng = np.random.default_rng(0)
+    levels = {level: tf.constant(rng.normal(size=(2, SIZE[0] >> level, SIZE[1] >> level, 16)),
+                                 tf.float32) for level in (2, 3, 4, 5)}
+    corner = rng.uniform(0, 40, size=(2, 16, 2))
+    boxes = tf.constant(np.concatenate([corner, corner + rng.uniform(8, 24, (2, 16, 2))], -1),
+                        tf.float32)
+    classes = tf.constant(rng.integers(1, model.num_thing_classes + 1, (2, 16)), tf.int32)
+    valid = tf.constant(np.arange(16) < np.array(valid_rows)[:, None])
+    every_row = tf.gather(model._mask_head_on(levels, boxes), classes - 1, axis=4,
+                          batch_dims=2).numpy()
+    eager = model._ground_truth_mask_logits(levels, boxes, classes, valid).numpy()
+    used = max(valid_rows)
+    assert eager.shape == every_row.shape == (2, 16, 28, 28)
+    np.testing.assert_allclose(eager[:, :used], every_row[:, :used], rtol=1e-5, atol=1e-5)
+    assert not eager[:, used:].any()
+    if used < 16:  # the skipped rows are not zeros of the head itself
+        assert np.abs(every_row[:, used:]).max() > 0
+    compiled = tf.function(model._ground_truth_mask_logits, jit_compile=True)(
+        levels, boxes, classes, valid)
+    np.testing.assert_allclose(compiled, every_row, rtol=1e-4, atol=1e-4)
+
+
 def test_a_batch_without_instances_trains_with_finite_losses(model):
     # Only stuff (class 0) and a crowd of a thing class (instance 0): no GT
     # instance, every thing pixel targets unknown.
