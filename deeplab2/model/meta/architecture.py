@@ -128,7 +128,9 @@ class MetaArchitecture(abc.ABC):
     @abc.abstractmethod
     def training_loss(self, config) -> Callable[[Dict, Dict], Dict[str, tf.Tensor]]:
         """A function (targets, outputs) -> {name: [batch] per-image loss},
-        with `TOTAL_LOSS` the one to minimize (Gin-configured here)."""
+        with `TOTAL_LOSS` the one to minimize (Gin-configured here). The
+        training step traces it and `training_outputs` without autograph:
+        control flow on tensors is tf.cond / tf.while_loop."""
 
     def training_outputs(self, model: keras.Model, batch: Dict[str, tf.Tensor]
                          ) -> Dict[str, tf.Tensor]:
