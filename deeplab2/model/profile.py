@@ -74,12 +74,42 @@ def _op_madds(op):
     return 0
 
 
+class _ZeroWeightsScope(keras.StatelessScope):
+    """A stateless scope in which every weight reads as zeros of its shape.
+
+    Keras would otherwise trace an unallocated weight's initializer (a
+    truncated normal per kernel) at every read; here each weight costs one
+    fill op per graph. Only shapes matter for counting. Weights created in
+    it are allocated when it exits, unless an outer stateless scope (that of
+    `profile_builder`) defers them.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._zeros = {}
+
+    def get_current_value(self, variable):
+        key = (id(tf.compat.v1.get_default_graph()), id(variable))
+        if key not in self._zeros:
+            self._zeros[key] = tf.zeros(variable.shape, variable.dtype)
+        return self._zeros[key]
+
+
 def count_madds(model, input_shape):
-    """Multiply-adds of `model` on one input of `input_shape` (H, W, C)."""
+    """Multiply-adds of `model` on one input of `input_shape` (H, W, C).
+
+    An unbuilt model is built by the counted trace: Keras would first trace a
+    subclassed model on symbolic inputs to build it, doubling the work, so the
+    model is marked built and its layers build themselves on first call.
+    """
     spec = tf.TensorSpec((1, *input_shape), tf.float32)
-    graph = tf.function(
-        lambda images: model(images, training=False)
-    ).get_concrete_function(spec).graph
+
+    def forward(images):
+        with _ZeroWeightsScope():
+            return model(images, training=False)
+
+    model.built = True
+    graph = tf.function(forward, autograph=False).get_concrete_function(spec).graph
     return int(_graph_madds(graph))
 
 

@@ -4,6 +4,7 @@ import json
 import pathlib
 
 import keras
+import numpy as np
 import pytest
 from keras.src.backend.common import global_state
 
@@ -77,6 +78,29 @@ def test_keras_resnet50_matches_published_count():
     pending = global_state.get_global_attribute("uninitialized_variables")
     ours = {id(v) for v in built[0].variables}
     assert not ours & {id(v) for v in pending or []}
+
+
+class TwoConvs(keras.Model):
+    """A subclassed model without a build method: Keras builds it by running it."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = keras.layers.Conv2D(4, 3, padding="same")
+        self.second = keras.layers.Conv2D(2, 1)
+
+    def call(self, inputs, training=None):
+        return self.second(self.first(inputs))
+
+
+def test_counting_an_unbuilt_model_builds_it_with_real_weights():
+    model = TwoConvs()
+    assert profile.count_madds(model, (5, 6, 3)) == 5 * 6 * (9 * 3 * 4 + 4 * 2)
+    # Outside a stateless scope the count leaves a working model: its weights
+    # are allocated and it computes what its layers compute.
+    assert profile.count_params(model) == 9 * 3 * 4 + 4 + 4 * 2 + 2
+    images = np.random.default_rng(0).normal(size=(1, 5, 6, 3)).astype("float32")
+    np.testing.assert_allclose(model(images), model.second(model.first(images)))
+    assert np.abs(model.first.kernel.numpy()).sum() > 0  # initialized, not the zeros read
 
 
 class PoolingBackbone(keras.layers.Layer):
