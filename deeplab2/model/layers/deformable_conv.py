@@ -8,9 +8,10 @@ layer is an ordinary convolution (SPEC_TOP_DOWN.md section 3). Sampling is
 bilinear with zero padding: a corner of the bilinear cell outside the map
 contributes nothing.
 
-The sampling is four `tf.gather`s per tap on the [B * H * W, C] input; their
-gradient is a segment sum, and it compiles under XLA. Taps are taken one at a
-time; in training on large maps each is under `tf.recompute_grad`, so neither
+The corner rows and bilinear weights of all taps are computed at once (they
+have no channel axis); the sampling is then four `tf.gather`s per tap on the
+[B * H * W, C] input, whose gradient is a segment sum, and it compiles under
+XLA. Taps are sampled one at a time; in training on large maps each is under `tf.recompute_grad`, so neither
 the forward pass nor the gradient holds the k^2 x [B, H, W, C] sampled columns
 at once (at P2 of an 800 x 1333 image with 256 channels they would be 154M
 floats). Small maps and inference skip the recomputation wrappers: they cost a
@@ -23,25 +24,40 @@ import tensorflow as tf
 from keras import ops
 
 
-def bilinear_sample(flat, batch_offsets, height, width, y, x):
-    """Samples `flat` ([B * H * W, C], rows of image b at b * H * W) at float
-    coordinates y, x ([B, H', W'], pixel centres at integers), bilinear with
-    zero padding. Returns [B, H', W', C]."""
+def bilinear_corners(batch_offsets, height, width, y, x):
+    """The bilinear corners of float coordinates y, x ([..., B, H', W'],
+    pixel centres at integers) in a map flattened to [B * H * W, C] (rows of
+    image b at b * H * W): their rows [..., 4, B, H', W'] and weights
+    [..., 4, B, H', W', 1], corners in the order (y0, x0), (y0, x1),
+    (y1, x0), (y1, x1). A corner outside the map gets weight 0 (zero padding)
+    and a clipped row."""
     y0 = tf.floor(y)
     x0 = tf.floor(x)
     fy = y - y0
     fx = x - x0
     y0 = tf.cast(y0, tf.int32)
     x0 = tf.cast(x0, tf.int32)
-    sampled = 0.0
+    rows, weights = [], []
     for dy, wy in ((0, 1.0 - fy), (1, fy)):
         for dx, wx in ((0, 1.0 - fx), (1, fx)):
             row, col = y0 + dy, x0 + dx
             inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
-            index = (batch_offsets + tf.clip_by_value(row, 0, height - 1) * width
-                     + tf.clip_by_value(col, 0, width - 1))
-            weight = tf.where(inside, wy * wx, 0.0)
-            sampled += weight[..., None] * tf.cast(tf.gather(flat, index), weight.dtype)
+            rows.append(batch_offsets + tf.clip_by_value(row, 0, height - 1) * width
+                        + tf.clip_by_value(col, 0, width - 1))
+            weights.append(tf.where(inside, wy * wx, 0.0))
+    axis = len(y.shape) - 3
+    return tf.stack(rows, axis), tf.stack(weights, axis)[..., None]
+
+
+def bilinear_sample(flat, rows, weights):
+    """Sums the 4 corners' rows of `flat` ([B * H * W, C]) weighted:
+    `rows` [4, B, H', W'] and `weights` [4, B, H', W', 1] as from
+    `bilinear_corners`. Returns [B, H', W', C] in the weights' dtype."""
+    terms = [weight * tf.cast(tf.gather(flat, corner_rows), weight.dtype)
+             for corner_rows, weight in zip(tf.unstack(rows), tf.unstack(weights))]
+    sampled = terms[0]
+    for term in terms[1:]:
+        sampled += term
     return sampled
 
 
@@ -95,32 +111,41 @@ class DeformableConv2D(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (self.filters,)
 
     def call(self, inputs, training=None):
-        offsets = ops.cast(self.offset_conv(inputs), "float32")
+        k2 = self.kernel_size * self.kernel_size
         shape = tf.shape(inputs)
         batch, height, width = shape[0], shape[1], shape[2]
-        flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
-        rows = tf.cast(tf.range(height), tf.float32)[None, :, None]
-        cols = tf.cast(tf.range(width), tf.float32)[None, None, :]
-        batch_offsets = (tf.range(batch) * height * width)[:, None, None]
-        kernel = ops.cast(self.kernel, inputs.dtype)
+        # Offsets [B, H, W, (dy, dx) per tap] -> [k^2, 2, B, H, W].
+        offsets = tf.transpose(
+            tf.reshape(ops.cast(self.offset_conv(inputs), "float32"),
+                       [batch, height, width, k2, 2]), [3, 4, 0, 1, 2])
         half = self.kernel_size // 2
+        taps = [divmod(t, self.kernel_size) for t in range(k2)]
+        tap_y = tf.constant([ty - half for ty, _ in taps], tf.float32)[:, None, None, None]
+        tap_x = tf.constant([tx - half for _, tx in taps], tf.float32)[:, None, None, None]
+        rows = tf.cast(tf.range(height), tf.float32)[None, None, :, None]
+        cols = tf.cast(tf.range(width), tf.float32)[None, None, None, :]
+        batch_offsets = (tf.range(batch) * height * width)[:, None, None]
+        # The corners of every tap at once, without channels: [k^2, 4, B, H, W(, 1)].
+        corner_rows, corner_weights = bilinear_corners(
+            batch_offsets, height, width,
+            rows + tap_y + offsets[:, 0], cols + tap_x + offsets[:, 1])
+        flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
+        kernel = ops.cast(self.kernel, inputs.dtype)
         sample_size = inputs.shape.num_elements()
         recompute = training and (sample_size is None
                                   or sample_size >= self.recompute_min_elements)
 
-        def tap_output(flat, offset_y, offset_x, tap_kernel, ty, tx):
-            sampled = bilinear_sample(flat, batch_offsets, height, width,
-                                      rows + ty + offset_y, cols + tx + offset_x)
-            return tf.einsum("bhwc,co->bhwo", tf.cast(sampled, tap_kernel.dtype), tap_kernel)
-
         outputs = 0
-        for t in range(self.kernel_size * self.kernel_size):
-            ty, tx = divmod(t, self.kernel_size)
-            tap = (lambda f, oy, ox, w, ty=ty - half, tx=tx - half:
-                   tap_output(f, oy, ox, w, ty, tx))
+        for t, tap_rows, tap_weights in zip(range(k2), tf.unstack(corner_rows),
+                                            tf.unstack(corner_weights)):
+            # The rows are integers: captured, not arguments, of the recomputation.
+            def tap(flat, weights, tap_kernel, tap_rows=tap_rows):
+                sampled = bilinear_sample(flat, tap_rows, weights)
+                return tf.einsum("bhwc,co->bhwo", tf.cast(sampled, tap_kernel.dtype),
+                                 tap_kernel)
             if recompute:
                 tap = tf.recompute_grad(tap)
-            outputs += tap(flat, offsets[..., 2 * t], offsets[..., 2 * t + 1], kernel[ty, tx])
+            outputs += tap(flat, tap_weights, kernel[taps[t]])
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, outputs.dtype)
         return outputs
