@@ -12,13 +12,15 @@ Batch norm defaults: momentum 0.99, epsilon 1e-3, synchronized across replicas
 (`FusedBatchNormalization(synchronized=True)`: Keras's batch norm, trained by
 TensorFlow's fused kernel on one replica). At inference (and with frozen
 batch norm) the statistics are folded into the convolution's kernel and bias,
-which TensorFlow then fuses with the activation.
+which TensorFlow then fuses with the activation. Dilated convolutions train
+through `atrous_conv2d`, whose gradient is several times faster on CPU.
 """
 import keras
 import tensorflow as tf
 from keras import ops
 
 from deeplab2.model.layers import activations
+from deeplab2.model.layers.atrous_conv import atrous_conv2d
 from deeplab2.model.layers.fused_batch_norm import FusedBatchNormalization
 
 _SERIAL_PACKAGE = "deeplab2"
@@ -94,12 +96,16 @@ class _ConvNormAct(keras.layers.Layer):
         if self.bn is not None and not (training and self.bn.trainable):
             x = self._folded_conv(x)
         else:
-            x = self.conv(x)
+            x = self._unfolded_conv(x)
             if self.bn is not None:
                 x = self.bn(x, training=training)
         if self.activation is not None:
             x = self._act(x)
         return x
+
+    def _unfolded_conv(self, x):
+        """The convolution with its own kernel and bias (training, no BN)."""
+        return self.conv(x)
 
     def _folded_conv(self, x):
         """Inference: conv with batch norm folded into its kernel and bias.
@@ -162,6 +168,15 @@ class ConvBNAct(_ConvNormAct):
             filters, kernel_size, strides=strides, padding=self._conv_padding,
             dilation_rate=dilation_rate, groups=groups, use_bias=use_bias,
             kernel_initializer=kernel_initializer, name="conv")
+
+    def _unfolded_conv(self, x):
+        # Dilated: the same forward pass with a gradient that is fast on CPU.
+        if self.dilation_rate == 1 or self.groups != 1 or self.kernel_size % 2 != 1:
+            return self.conv(x)
+        x = atrous_conv2d(x, ops.cast(self.conv.kernel, x.dtype), self.dilation_rate)
+        if self.use_bias:
+            x = tf.nn.bias_add(x, ops.cast(self.conv.bias, x.dtype))
+        return x
 
     def _scaled_kernel(self, scale):
         return self.conv.kernel * scale
