@@ -12,15 +12,15 @@ Batch norm defaults: momentum 0.99, epsilon 1e-3, synchronized across replicas
 (`FusedBatchNormalization(synchronized=True)`: Keras's batch norm, trained by
 TensorFlow's fused kernel on one replica). At inference (and with frozen
 batch norm) the statistics are folded into the convolution's kernel and bias,
-which TensorFlow then fuses with the activation. Dilated convolutions train
-through `atrous_conv2d`, whose gradient is several times faster on CPU.
+which TensorFlow then fuses with the activation. Stride-1 dilated and 1x1
+convolutions train through `conv_gradients`, whose gradients are faster on CPU.
 """
 import keras
 import tensorflow as tf
 from keras import ops
 
 from deeplab2.model.layers import activations
-from deeplab2.model.layers.atrous_conv import atrous_conv2d
+from deeplab2.model.layers.conv_gradients import atrous_conv2d, pointwise_conv2d
 from deeplab2.model.layers.fused_batch_norm import FusedBatchNormalization
 
 _SERIAL_PACKAGE = "deeplab2"
@@ -170,10 +170,16 @@ class ConvBNAct(_ConvNormAct):
             kernel_initializer=kernel_initializer, name="conv")
 
     def _unfolded_conv(self, x):
-        # Dilated: the same forward pass with a gradient that is fast on CPU.
-        if self.dilation_rate == 1 or self.groups != 1 or self.kernel_size % 2 != 1:
+        # Stride-1 dilated and 1x1 convolutions: the same forward pass with a
+        # gradient that is fast on CPU.
+        if self.strides != 1 or self.groups != 1:
             return self.conv(x)
-        x = atrous_conv2d(x, ops.cast(self.conv.kernel, x.dtype), self.dilation_rate)
+        if self.kernel_size == 1:
+            x = pointwise_conv2d(x, ops.cast(self.conv.kernel, x.dtype))
+        elif self.dilation_rate > 1 and self.kernel_size % 2 == 1:
+            x = atrous_conv2d(x, ops.cast(self.conv.kernel, x.dtype), self.dilation_rate)
+        else:
+            return self.conv(x)
         if self.use_bias:
             x = tf.nn.bias_add(x, ops.cast(self.conv.bias, x.dtype))
         return x

@@ -1,11 +1,11 @@
-"""Atrous convolution with its own gradient: values and gradients against
-TensorFlow's dilated convolution, eagerly, traced with unknown sizes and under
-XLA, and the blocks that train through it."""
+"""Atrous and 1x1 convolutions with their own gradients: values and gradients
+against TensorFlow's convolutions, eagerly, traced with unknown sizes and under
+XLA, and the blocks that train through them."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab2.model.layers.atrous_conv import atrous_conv2d
+from deeplab2.model.layers.conv_gradients import atrous_conv2d, pointwise_conv2d
 from deeplab2.model.layers.convolutions import ConvBNAct
 
 RNG = np.random.default_rng(0)
@@ -32,6 +32,10 @@ def _ours(rate):
     return lambda inputs, kernel: atrous_conv2d(inputs, kernel, rate)
 
 
+def _pointwise(inputs, kernel):
+    return pointwise_conv2d(inputs, kernel)
+
+
 @pytest.mark.parametrize("shape, size, rate", [
     ((2, 9, 11, 3), 3, 2),
     ((1, 8, 13, 4), 3, 3),
@@ -49,20 +53,32 @@ def test_values_and_gradients_equal_tensorflows(shape, size, rate):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize("shape, filters", [((2, 9, 11, 3), 5), ((1, 4, 6, 7), 2)])
+def test_pointwise_values_and_gradients_equal_tensorflows(shape, filters):
+    inputs = _random(shape)
+    kernel = _random((1, 1, shape[-1], filters))
+    weights = _random(shape[:3] + (filters,))
+    expected = _value_and_gradients(_tensorflow(1), inputs, kernel, weights)
+    actual = _value_and_gradients(_pointwise, inputs, kernel, weights)
+    for name, a, b in zip(("outputs", "input gradient", "kernel gradient"), expected, actual):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4, err_msg=name)
+
+
 def test_unknown_sizes_and_xla_equal_eager():
     inputs = _random((2, 7, 10, 3))
     kernel = _random((3, 3, 3, 4))
     weights = _random((2, 7, 10, 4))
-    eager = _value_and_gradients(_ours(3), inputs, kernel, weights)
-    traced = tf.function(
-        lambda x, w: _value_and_gradients(_ours(3), x, kernel, w),
-        input_signature=[tf.TensorSpec([None, None, None, 3]),
-                         tf.TensorSpec([None, None, None, 4])])(inputs, weights)
-    compiled = tf.function(lambda x, w: _value_and_gradients(_ours(3), x, kernel, w),
-                           jit_compile=True)(inputs, weights)
-    for a, b, c in zip(eager, traced, compiled):
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(c, a, rtol=1e-4, atol=1e-4)
+    for convolve, kernel in ((_ours(3), kernel), (_pointwise, kernel[1:2, 1:2])):
+        eager = _value_and_gradients(convolve, inputs, kernel, weights)
+        traced = tf.function(
+            lambda x, w: _value_and_gradients(convolve, x, kernel, w),
+            input_signature=[tf.TensorSpec([None, None, None, 3]),
+                             tf.TensorSpec([None, None, None, 4])])(inputs, weights)
+        compiled = tf.function(lambda x, w: _value_and_gradients(convolve, x, kernel, w),
+                               jit_compile=True)(inputs, weights)
+        for a, b, c in zip(eager, traced, compiled):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(c, a, rtol=1e-4, atol=1e-4)
 
 
 def _gradient_op_types(function, *args):
@@ -78,14 +94,19 @@ def test_the_gradient_uses_forward_convolutions_and_products():
                                                                weights), inputs)
     ours = _gradient_op_types(lambda x: _value_and_gradients(_ours(2), x, kernel, weights),
                               inputs)
+    pointwise = _gradient_op_types(
+        lambda x: _value_and_gradients(_pointwise, x, kernel[1:2, 1:2], weights), inputs)
     assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= theirs
-    assert not {"Conv2DBackpropInput", "Conv2DBackpropFilter"} & ours
-    assert "MatMul" in ours
+    for graph in (ours, pointwise):
+        assert not {"Conv2DBackpropInput", "Conv2DBackpropFilter"} & graph
+        assert "MatMul" in graph
 
 
-def test_a_dilated_block_trains_through_it_with_the_same_gradients():
+@pytest.mark.parametrize("size, rate", [(3, 2), (1, 1)])
+def test_dilated_and_1x1_blocks_train_through_them_with_the_same_gradients(size, rate):
     inputs = _random((2, 9, 9, 4))
-    block = ConvBNAct(6, 3, dilation_rate=2, use_bias=True, use_bn=False, activation=None)
+    block = ConvBNAct(6, size, dilation_rate=rate, use_bias=True, use_bn=False,
+                      activation=None)
     block.build(inputs.shape)
     block.conv.bias.assign(RNG.standard_normal(6).astype("float32"))
     weights = _random((2, 9, 9, 6))
@@ -118,6 +139,8 @@ def test_bfloat16_inputs_stay_bfloat16_and_close():
         np.testing.assert_allclose(tf.cast(b, tf.float32), a, atol=0.05 * scale)
 
 
-def test_even_kernels_are_refused():
+def test_even_and_wider_kernels_are_refused():
     with pytest.raises(ValueError, match="odd size"):
         atrous_conv2d(_random((1, 4, 4, 1)), _random((2, 2, 1, 1)), 2)
+    with pytest.raises(ValueError, match="1x1 kernel"):
+        pointwise_conv2d(_random((1, 4, 4, 1)), _random((3, 3, 1, 1)))
