@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras import ops
 
 from deeplab2.model.layers import activations
-from deeplab2.model.layers.conv_gradients import stride1_conv2d
+from deeplab2.model.layers.conv_gradients import atrous_conv2d, pointwise_conv2d
 from deeplab2.model.layers.fused_batch_norm import FusedBatchNormalization
 
 _SERIAL_PACKAGE = "deeplab2"
@@ -172,10 +172,14 @@ class ConvBNAct(_ConvNormAct):
     def _unfolded_conv(self, x):
         # Stride-1 dilated and 1x1 convolutions: the same forward pass with a
         # gradient that is fast on CPU.
-        if (self.strides != 1 or self.groups != 1 or self.kernel_size % 2 != 1
-                or (self.kernel_size > 1 and self.dilation_rate == 1)):
+        if self.strides != 1 or self.groups != 1:
             return self.conv(x)
-        x = stride1_conv2d(x, ops.cast(self.conv.kernel, x.dtype), self.dilation_rate)
+        if self.kernel_size == 1:
+            x = pointwise_conv2d(x, ops.cast(self.conv.kernel, x.dtype))
+        elif self.dilation_rate > 1 and self.kernel_size % 2 == 1:
+            x = atrous_conv2d(x, ops.cast(self.conv.kernel, x.dtype), self.dilation_rate)
+        else:
+            return self.conv(x)
         if self.use_bias:
             x = tf.nn.bias_add(x, ops.cast(self.conv.bias, x.dtype))
         return x

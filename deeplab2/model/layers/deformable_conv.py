@@ -14,11 +14,11 @@ per tap); the sampling is then four `tf.gather`s per tap on the
 [B * H * W, C] input, whose gradient is a segment sum, and it compiles under
 XLA. Taps are sampled one at a time; in training on large maps each is under
 `tf.recompute_grad`, so neither the forward pass nor the gradient holds the
-k^2 x [B, H, W, C] sampled columns at once (at P2 of an 800 x 1333 image
-with 256 channels they would be 154M floats). Small maps and inference skip
-the recomputation wrappers: they cost a second forward pass and their tracing
-is slow (a tiny UPSNet's SavedModel export took 2.5 minutes longer with them,
-as it traces a gradient function for each).
+k^2 x [B, H, W, C] sampled columns at once (at P2 of an 800 x 1333 image with 256 channels they would be 154M
+floats). Small maps and inference skip the recomputation wrappers: they cost a
+second forward pass and their tracing is slow (a tiny UPSNet's SavedModel
+export took 2.5 minutes longer with them, as it traces a gradient function for
+each).
 """
 import keras
 import tensorflow as tf
@@ -137,8 +137,8 @@ class DeformableConv2D(keras.layers.Layer):
                                   or sample_size >= self.recompute_min_elements)
 
         outputs = 0
-        for (ty, tx), tap_rows, tap_weights in zip(taps, tf.unstack(corner_rows),
-                                                   tf.unstack(corner_weights)):
+        for t, tap_rows, tap_weights in zip(range(k2), tf.unstack(corner_rows),
+                                            tf.unstack(corner_weights)):
             # The rows are integers: captured, not arguments, of the recomputation.
             def tap(flat, weights, tap_kernel, tap_rows=tap_rows):
                 sampled = bilinear_sample(flat, tap_rows, weights)
@@ -146,7 +146,7 @@ class DeformableConv2D(keras.layers.Layer):
                                  tap_kernel)
             if recompute:
                 tap = tf.recompute_grad(tap)
-            outputs += tap(flat, tap_weights, kernel[ty, tx])
+            outputs += tap(flat, tap_weights, kernel[taps[t]])
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, outputs.dtype)
         return outputs
