@@ -194,6 +194,67 @@ def test_gradients_match_the_oracle(method, jit):
         np.testing.assert_allclose(got[b], want, rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize("traced", [False, True])
+@pytest.mark.parametrize("output_size, sampling_ratio, by_windows",
+                         [(7, 2, True), (2, 1, False), (3, 2, False)])
+def test_crop_and_resize_gradient_by_windows_and_by_corners(output_size, sampling_ratio,
+                                                            by_windows, traced, monkeypatch):
+    """Both sums of the crop_and_resize form's gradient equal the oracle's:
+    windows when no box's samples span more than 2 P S pixels along an axis
+    (7x7 bins of 2x2 samples on a 9x13 map: at most 13 < 28), each sample's
+    corners otherwise (the image-sized box spans 13 pixels across 2 or 3 bins)."""
+    windows_built = []
+    original = roi_align_module._window_weights
+    monkeypatch.setattr(roi_align_module, "_window_weights",
+                        lambda *args: windows_built.append(1) or original(*args))
+    rng = np.random.default_rng(11)
+    features = tf.constant(rng.standard_normal((2, 9, 13, 3)).astype(np.float32))
+    boxes = np.stack([_boxes(rng, 36, 52) for _ in range(2)])
+    upstream = rng.standard_normal((2, 16, output_size, output_size, 3)).astype(np.float32)
+
+    def gradient():
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            pooled = roi_align(features, tf.constant(boxes), output_size, 4,
+                               sampling_ratio=sampling_ratio, method="crop_and_resize")
+            loss = tf.reduce_sum(pooled * upstream)
+        return tape.gradient(loss, features)
+
+    got = (tf.function(gradient) if traced else gradient)().numpy()
+    if not traced:  # a traced tf.cond builds both sums
+        assert bool(windows_built) == by_windows
+    for b in range(2):
+        want = _oracle_gradient((9, 13, 3), boxes[b], upstream[b], output_size, 4,
+                                sampling_ratio)
+        np.testing.assert_allclose(got[b], want, rtol=0, atol=TOLERANCE)
+
+
+def test_multilevel_gradient_with_empty_levels():
+    """Boxes only on P2 and P4: the maps of P3 and P5 get zero gradients (their
+    partitions hold no box), P2 and P4 the oracle's."""
+    rng = np.random.default_rng(13)
+    sizes = {2: (24, 40), 3: (12, 20), 4: (6, 10), 5: (3, 5)}
+    maps = {level: rng.standard_normal((1, h, w, 2)).astype(np.float32)
+            for level, (h, w) in sizes.items()}
+    boxes = np.array([[[10.0, 12.0, 50.0, 40.0], [3.0, 5.0, 60.0, 70.0],
+                       [-60.0, -50.0, 240.0, 150.0]]], np.float32)
+    np.testing.assert_array_equal(roi_levels(tf.constant(boxes)).numpy()[0], [2, 2, 4])
+    upstream = rng.standard_normal((1, 3, 7, 7, 2)).astype(np.float32)
+    features = {level: tf.constant(value) for level, value in maps.items()}
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        pooled = multilevel_roi_align(features, tf.constant(boxes), 7, method="crop_and_resize")
+        loss = tf.reduce_sum(pooled * upstream)
+    got = tape.gradient(loss, features)
+    for level in (3, 5):
+        assert not np.any(got[level].numpy())
+    for level, rows in ((2, [0, 1]), (4, [2])):
+        want = _oracle_gradient(maps[level][0].shape, boxes[0, rows], upstream[0, rows], 7,
+                                2 ** level)
+        assert np.count_nonzero(want) >= 100
+        np.testing.assert_allclose(got[level][0].numpy(), want, rtol=0, atol=TOLERANCE)
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_auto_takes_the_xla_form_only_under_xla(jit, monkeypatch):
     taken = []
