@@ -2,7 +2,8 @@
 
 For each backbone, builds the default Panoptic-DeepLab of that backbone for
 Cityscapes (19 classes) at the given crop (or, with `--deeplab2_config`,
-google-research/deeplab2's architecture of that config), and times the
+google-research/deeplab2's architecture of that config; with
+`--meta_architecture`, a top-down family's default model), and times the
 trainer's own step (deeplab2.training.train_loop: forward pass, losses,
 gradients, Adam update) on one fixed batch with real targets, repeated, so
 that the input pipeline does not count. The uncompiled and the XLA-compiled
@@ -26,7 +27,7 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2.benchmarks.data import make_scene
-from deeplab2.model import build_model, builder, get_meta_architecture
+from deeplab2.model import build_model, builder, get_meta_architecture, meta_architecture_names
 from deeplab2.training import config as config_lib
 from deeplab2.training.optimizer import FusedAdam
 from deeplab2.training.train_loop import LoopOptions, TrainLoop
@@ -35,24 +36,27 @@ DEFAULT_BACKBONES = ("mobilenet_v3_small", "resnet50")
 
 
 def _batch(config, batch_size: int, seed: int) -> Dict[str, tf.Tensor]:
-    """A training batch of street-like scenes at the crop size, with targets."""
+    """A training batch of street-like scenes at the crop size, with targets
+    and the seeds of a top-down model's own sampling (as the pipeline's)."""
     targets = get_meta_architecture(config.meta_architecture).training_targets(config)
     examples = []
     for i in range(batch_size):
         image, label = make_scene(seed + i, *config.crop_size)
         example = {common.IMAGE: tf.constant(image, tf.float32),
-                   common.PANOPTIC_LABEL: tf.constant(label)}
+                   common.PANOPTIC_LABEL: tf.constant(label),
+                   common.SAMPLE_SEED: tf.constant([seed, i], tf.int32)}
         example.update(targets(example[common.PANOPTIC_LABEL]))
         examples.append(example)
     return {k: tf.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def _model_options(backbone: str, crop, output_stride: int, deeplab2_config):
+def _model_options(backbone: str, crop, output_stride: int, deeplab2_config,
+                   meta_architecture: str = "panoptic_deeplab"):
     if deeplab2_config:
         options = config_lib.model_options(config_lib.deeplab2_config_file(deeplab2_config))
         return dict(options, crop_size=crop)
-    return dict(dataset="cityscapes", backbone=backbone, crop_size=crop,
-                output_stride=output_stride)
+    return dict(meta_architecture=meta_architecture, dataset="cityscapes", backbone=backbone,
+                crop_size=crop, output_stride=output_stride)
 
 
 def _loop(options, batch_size: int, jit_compile: bool, precision: str, work_dir: str,
@@ -72,14 +76,15 @@ def _loop(options, batch_size: int, jit_compile: bool, precision: str, work_dir:
                      FusedAdam(1e-4),
                      lambda context, start: tf.data.Dataset.from_tensors(batch).repeat(),
                      work_dir, LoopOptions(num_steps=1 << 30, global_batch_size=batch_size,
-                                           steps_per_loop=1, jit_compile=jit_compile))
+                                           steps_per_loop=1, jit_compile=jit_compile),
+                     forward_fn=family.training_outputs)
     return loop
 
 
 def run_backbone(backbone: str, args: argparse.Namespace) -> Dict:
     """Times the step variants of one backbone."""
     options = _model_options(backbone, tuple(args.input_size), args.output_stride,
-                             args.deeplab2_config)
+                             args.deeplab2_config, args.meta_architecture)
     variants = [("uncompiled", False, "float32"), ("compiled", True, "float32")]
     if args.bfloat16:
         variants += [("uncompiled_bfloat16", False, "bfloat16"),
@@ -124,8 +129,11 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", action="append",
                         help=f"repeatable; default {', '.join(DEFAULT_BACKBONES)}")
+    parser.add_argument("--meta_architecture", default="panoptic_deeplab",
+                        choices=meta_architecture_names())
     parser.add_argument("--input_size", type=int, nargs=2, default=(513, 1025),
-                        metavar=("H", "W"), help="training crop (k * output_stride + 1)")
+                        metavar=("H", "W"), help="training crop (Panoptic-DeepLab: "
+                        "k * output_stride + 1; top-down families: multiples of 32)")
     parser.add_argument("--output_stride", type=int, default=32)
     parser.add_argument("--deeplab2_config", default=None,
                         help="google-research/deeplab2's architecture of this config "
@@ -142,13 +150,16 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.deeplab2_config and args.backbone:
         parser.error("--deeplab2_config sets the backbone and output stride: drop --backbone.")
+    if args.deeplab2_config and args.meta_architecture != "panoptic_deeplab":
+        parser.error("--deeplab2_config is a Panoptic-DeepLab: drop --meta_architecture.")
     return args
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     report = {
-        "benchmark": "train", "deeplab2_config": args.deeplab2_config,
+        "benchmark": "train", "meta_architecture": args.meta_architecture,
+        "deeplab2_config": args.deeplab2_config,
         "input_size": list(args.input_size),
         "batch_size": args.batch_size,
         "output_stride": None if args.deeplab2_config else args.output_stride,

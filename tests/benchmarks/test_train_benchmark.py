@@ -38,3 +38,24 @@ def test_train_benchmark_times_the_compiled_and_the_uncompiled_step(capsys):
     # bfloat16 rounds the forward pass: the same weights give another first loss.
     assert mixed["uncompiled_bfloat16"]["first_total_loss"] != mixed["uncompiled"][
         "first_total_loss"]
+
+
+@pytest.mark.slow
+def test_train_benchmark_times_a_top_down_family(capsys):
+    """--meta_architecture builds that family's default model (here Panoptic
+    FPN, whose loss has RPN, box, mask and semantic terms) and times its step."""
+    assert train.main(["--meta_architecture", "panoptic_fpn", "--backbone",
+                       "mobilenet_v3_small", "--input_size", "64", "96", "--skip_compiled",
+                       "--batch_size", "1", "--warmup", "1", "--repeats", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["meta_architecture"] == "panoptic_fpn"
+    step = report["backbones"]["mobilenet_v3_small"]["uncompiled"]
+    assert step["median_s_per_step"] > 0
+    # Five loss terms of about log(2), log(20) ... at initialization: well above
+    # Panoptic-DeepLab's center MSE and offset L1 alone.
+    assert 1.0 < step["first_total_loss"] < float("inf")
+
+
+def test_a_deeplab2_config_is_a_panoptic_deeplab():
+    with pytest.raises(SystemExit):
+        train.parse_args(["--deeplab2_config", "resnet50_os32", "--meta_architecture", "upsnet"])

@@ -212,19 +212,21 @@ def _scattered_gradient(upstream, features, corners, box_image, output_size, sam
     Each box spreads its bins' gradients over the pixels its samples read, by
     one of two equal sums (in float32, cast to the map's type):
     - windows: along each axis, the box's bins weigh the K pixels of a window
-      (K the longest span over the boxes) with a [P, K] matrix; two matrix
-      products give each box's [K_h, K_w] window, and one segment sum adds the
-      windows into the map;
-    - corners: one segment sum per bilinear corner over all M x M samples
-      (M = P * S), 4 M^2 rows per box.
-    The windows are taken when no span exceeds 2 M, the corner indices per
-    axis: then they add at most as many rows, and far fewer for boxes of a few
-    pixels (UPSNet's RoI loss of 133 classes on a 56x80 map: 570 -> 85 ms for
-    the pooling and its gradient, against differentiating the gather form).
+      (K the longest span over the boxes) with a [P, K] matrix; two batched
+      matrix products give each box's [K_h, K_w] window, and one segment sum
+      adds the windows into the map;
+    - corners: one segment sum over the 4 bilinear corners of all M x M
+      samples (M = P * S), 4 M^2 rows per box.
+    The windows are taken when no span exceeds 2 M and K_h K_w <= 2 M^2, where
+    they were the faster in the shapes measured (`/tmp` script: RoIs of P = 7,
+    14 and 28 with 133-256 channels on 56x80 and 28x40 maps: 0.6-0.2x the
+    corners' time; corners faster for P = 7 with spans near 2 M). UPSNet's RoI
+    loss (133 classes pooled to 28x28 on a 56x80 map, 56 boxes): 520 -> 80 ms
+    for the pooling and its gradient against differentiating the gather form.
     """
     shape = tf.shape(features)
     height, width = shape[1], shape[2]
-    channels = tf.shape(upstream)[-1]
+    num_boxes, channels = tf.shape(upstream)[0], tf.shape(upstream)[-1]
     upstream32 = tf.cast(upstream, tf.float32)
     samples = output_size * sampling_ratio
     rows = axis_samples(corners[:, 1], corners[:, 3], height, samples)
@@ -236,8 +238,10 @@ def _scattered_gradient(upstream, features, corners, box_image, output_size, sam
     def by_windows():
         row_weights = _window_weights(rows, row_start, row_span, output_size, sampling_ratio)
         col_weights = _window_weights(cols, col_start, col_span, output_size, sampling_ratio)
-        per_box = tf.einsum("rjw,rhjc->rhwc", col_weights,
-                            tf.einsum("rih,rijc->rhjc", row_weights, upstream32))
+        # [R, P, K_w, C], then [R, K_h, K_w * C]: batched products, no transposes.
+        spread = tf.matmul(tf.transpose(col_weights, [0, 2, 1])[:, None], upstream32)
+        per_box = tf.matmul(row_weights, tf.reshape(spread, [num_boxes, output_size, -1]),
+                            transpose_a=True)
         row = tf.minimum(row_start[:, None] + tf.range(row_span), height - 1)
         col = tf.minimum(col_start[:, None] + tf.range(col_span), width - 1)
         index = (box_image[:, None, None] * height + row[:, :, None]) * width + col[:, None, :]
@@ -248,17 +252,17 @@ def _scattered_gradient(upstream, features, corners, box_image, output_size, sam
         per_sample = tf.repeat(tf.repeat(upstream32, sampling_ratio, axis=1),
                                sampling_ratio, axis=2) / float(sampling_ratio ** 2)
         base = tf.reshape(box_image * height * width, [-1, 1, 1])
-        total = 0.0
-        for row_index, row_weight in rows:
-            for col_index, col_weight in cols:
-                index = base + row_index[:, :, None] * width + col_index[:, None, :]
-                weight = row_weight[:, :, None] * col_weight[:, None, :]
-                total += tf.math.unsorted_segment_sum(
-                    tf.reshape(per_sample * weight[..., None], [-1, channels]),
-                    tf.reshape(index, [-1]), segments)
-        return total
+        # The 4 corners' rows and weights [4, R, M, M], then one segment sum.
+        index = tf.stack([base + row_index[:, :, None] * width + col_index[:, None, :]
+                          for row_index, _ in rows for col_index, _ in cols])
+        weight = tf.stack([row_weight[:, :, None] * col_weight[:, None, :]
+                           for _, row_weight in rows for _, col_weight in cols])
+        return tf.math.unsorted_segment_sum(
+            tf.reshape(per_sample * weight[..., None], [-1, channels]),
+            tf.reshape(index, [-1]), segments)
 
-    use_windows = tf.maximum(row_span, col_span) <= 2 * samples
+    use_windows = ((tf.maximum(row_span, col_span) <= 2 * samples)
+                   & (row_span * col_span <= 2 * samples * samples))
     gradient = tf.cond(use_windows, by_windows, by_corners)
     return tf.cast(tf.reshape(gradient, shape), features.dtype)
 
