@@ -293,7 +293,9 @@ def _crop_and_resize_bins(features, corners, box_image, output_size, sampling_ra
     padded row is exactly the clamp to row 0 or H - 1."""
     height, width = tf.shape(features)[1], tf.shape(features)[2]
     samples = output_size * sampling_ratio
-    padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    # crop_and_resize takes no bfloat16: mixed-precision maps are pooled in float32.
+    padded = tf.pad(tf.cast(features, tf.float32), [[0, 0], [1, 1], [1, 1], [0, 0]],
+                    mode="SYMMETRIC")
     x0, y0, x1, y1 = tf.unstack(corners, axis=-1)
     dx = (x1 - x0) / samples
     dy = (y1 - y0) / samples

@@ -31,10 +31,12 @@ def upsample(x, factor):
     """Bilinear, half-pixel resize of [B, H, W, C] `x` to [B, factor * H, factor * W, C].
 
     `tf.image.resize`, which `ops.image.resize` calls, directly: the latter
-    refuses sizes unknown when tracing (an exported model).
+    refuses sizes unknown when tracing (an exported model). The result keeps
+    `x`'s dtype (the resize computes bfloat16 maps in float32).
     """
     height, width = ops.shape(x)[1], ops.shape(x)[2]
-    return tf.image.resize(x, (factor * height, factor * width), method="bilinear")
+    resized = tf.image.resize(x, (factor * height, factor * width), method="bilinear")
+    return tf.cast(resized, x.dtype)
 
 
 def level_shapes(input_shape, owner: str):
