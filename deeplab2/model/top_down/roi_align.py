@@ -140,14 +140,21 @@ def _gathered_bins(features, corners, base, output_size, sampling_ratio):
     cols = axis_samples(corners[..., 0], corners[..., 2], width, samples)
     flat = tf.reshape(features, [-1, channels])
     total = 0.0
-    for row_index, row_weight in rows:
-        for col_index, col_weight in cols:
-            index = base + row_index[..., :, None] * width + col_index[..., None, :]
-            weight = row_weight[..., :, None] * col_weight[..., None, :]
-            total += tf.gather(flat, index) * tf.cast(weight, features.dtype)[..., None]
+    for index, weight in _grid_corners(rows, cols, base, width):
+        total += tf.gather(flat, index) * tf.cast(weight, features.dtype)[..., None]
     shape = tf.concat([tf.shape(total)[:-3], [output_size, sampling_ratio, output_size,
                                               sampling_ratio, channels]], 0)
     return tf.reduce_mean(tf.reshape(total, shape), axis=[-4, -2])
+
+
+def _grid_corners(rows, cols, base, width):
+    """The 4 bilinear corners of each sample of an M x M grid, from the
+    `axis_samples` of its rows and columns ([..., M]) and the flat index
+    `base` [..., 1, 1] of the map's pixel (0, 0): (flat indices, weights)
+    pairs, each [..., M, M]."""
+    return [(base + row_index[..., :, None] * width + col_index[..., None, :],
+             row_weight[..., :, None] * col_weight[..., None, :])
+            for row_index, row_weight in rows for col_index, col_weight in cols]
 
 
 def axis_samples(start: tf.Tensor, end: tf.Tensor, size: tf.Tensor, samples: int):
@@ -253,10 +260,8 @@ def _scattered_gradient(upstream, features, corners, box_image, output_size, sam
                                sampling_ratio, axis=2) / float(sampling_ratio ** 2)
         base = tf.reshape(box_image * height * width, [-1, 1, 1])
         # The 4 corners' rows and weights [4, R, M, M], then one segment sum.
-        index = tf.stack([base + row_index[:, :, None] * width + col_index[:, None, :]
-                          for row_index, _ in rows for col_index, _ in cols])
-        weight = tf.stack([row_weight[:, :, None] * col_weight[:, None, :]
-                           for _, row_weight in rows for _, col_weight in cols])
+        index, weight = (tf.stack(values)
+                         for values in zip(*_grid_corners(rows, cols, base, width)))
         return tf.math.unsorted_segment_sum(
             tf.reshape(per_sample * weight[..., None], [-1, channels]),
             tf.reshape(index, [-1]), segments)
