@@ -8,6 +8,10 @@ per multiply-accumulate of a convolution or matrix product:
 - DepthwiseConv2dNative: H_out * W_out * K_h * K_w * C * multiplier;
 - MatMul / BatchMatMul: output elements * inner dimension.
 
+A deformable convolution samples its input, then multiplies the samples by
+its kernel in matrix products: it counts as the k x k convolution it
+generalizes.
+
 Batch norm (folded into the convolutions at inference), activations,
 pooling, resizing, additions and padding are not counted, as in the papers'
 tables. Atrous convolutions are counted the way

@@ -191,9 +191,10 @@ def test_parameters_of_upsnet_dcn_layer():
 
 
 def test_only_training_on_large_maps_recomputes_and_the_gradients_agree(monkeypatch):
-    """In training on maps of at least recompute_min_elements per tap, each tap
-    runs under tf.recompute_grad (memory); small maps and inference run plain
-    ops. Both give the same outputs and gradients."""
+    """Maps of at least recompute_min_elements per tap are sampled tap by tap,
+    in training each tap under tf.recompute_grad (memory); smaller maps sample
+    every tap at once. All give the same outputs and gradients (up to float
+    rounding of the sums: the offset kernel's gradient reaches 130)."""
     x = tf.constant(_random((1, 6, 7, 3)))
     layer = _layer(x, filters=2)
     _set_offsets(layer, _random((18,)), kernel_scale=0.3)
@@ -218,4 +219,4 @@ def test_only_training_on_large_maps_recomputes_and_the_gradients_agree(monkeypa
         assert len(wrapped) == recomputed, (training, min_elements)
     for other in results[1:]:
         for a, b in zip(results[0], other):
-            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * np.abs(a).max())

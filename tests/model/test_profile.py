@@ -10,6 +10,7 @@ from keras.src.backend.common import global_state
 
 from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.model import build_model, profile
+from deeplab2.model.layers.deformable_conv import DeformableConv2D
 from deeplab2.model.panoptic_deeplab import family
 
 SCRIPT = (pathlib.Path(__file__).resolve().parents[2] / "scripts"
@@ -40,6 +41,16 @@ def _single_layer_model(layer, input_shape):
 def test_madds_of_single_layers(layer, input_shape, expected):
     model = _single_layer_model(layer, input_shape)
     assert profile.count_madds(model, input_shape) == expected
+
+
+@pytest.mark.parametrize("recompute_min_elements", [2 ** 22, 1])
+def test_deformable_conv_counts_as_the_convolution_it_generalizes(recompute_min_elements):
+    """Its 9 taps (all at once on small maps, one by one on large ones) plus
+    its 18-channel offset convolution."""
+    layer = DeformableConv2D(8, recompute_min_elements=recompute_min_elements)
+    shape = (10, 12, 4)
+    assert profile.count_madds(_single_layer_model(layer, shape), shape) == (
+        10 * 12 * 9 * 4 * 8 + 10 * 12 * 9 * 4 * 18)
 
 
 def test_atrous_convs_counted_on_the_space_to_batch_grid():

@@ -9,16 +9,17 @@ bilinear with zero padding: a corner of the bilinear cell outside the map
 contributes nothing.
 
 The corner rows and bilinear weights of all taps are computed at once (they
-have no channel axis, and one pass puts 2.3x fewer ops in the graph than one
-per tap); the sampling is then four `tf.gather`s per tap on the
+have no channel axis); the sampling is four `tf.gather`s on the
 [B * H * W, C] input, whose gradient is a segment sum, and it compiles under
-XLA. Taps are sampled one at a time; in training on large maps each is under
-`tf.recompute_grad`, so neither the forward pass nor the gradient holds the
-k^2 x [B, H, W, C] sampled columns at once (at P2 of an 800 x 1333 image with 256 channels they would be 154M
-floats). Small maps and inference skip the recomputation wrappers: they cost a
-second forward pass and their tracing is slow (a tiny UPSNet's SavedModel
-export took 2.5 minutes longer with them, as it traces a gradient function for
-each).
+XLA. Maps under `recompute_min_elements` per tap sample every tap at once, as
+[B * H * W, k^2 * C] columns that one matrix product with the [k^2 * C, O]
+kernel turns into the output: a tiny UPSNet's training step has 17k graph ops
+instead of 24k, and its first step (tracing, graph optimization) takes 37 s
+instead of 53 s. Larger maps are sampled one tap at a time, in training each
+tap under `tf.recompute_grad`, so neither the forward pass nor the gradient
+holds the k^2 sampled columns at once (at P2 of an 800 x 1333 image with 256
+channels they would be 154M floats). Both products are `tf.matmul`s, which
+`deeplab2.model.profile` counts as multiply-adds.
 """
 import keras
 import tensorflow as tf
@@ -26,10 +27,10 @@ from keras import ops
 
 
 def bilinear_corners(batch_offsets, height, width, y, x):
-    """The bilinear corners of float coordinates y, x ([..., B, H', W'],
-    pixel centres at integers) in a map flattened to [B * H * W, C] (rows of
-    image b at b * H * W): their rows [..., 4, B, H', W'] and weights
-    [..., 4, B, H', W', 1], corners in the order (y0, x0), (y0, x1),
+    """The bilinear corners of float coordinates y, x ([B, ...], pixel
+    centres at integers) in a map flattened to [B * H * W, C] (rows of image
+    b at b * H * W, `batch_offsets` [B, 1, ...]): their rows [4, B, ...] and
+    weights [4, B, ..., 1], corners in the order (y0, x0), (y0, x1),
     (y1, x0), (y1, x1). A corner outside the map gets weight 0 (zero padding)
     and a clipped row."""
     y0 = tf.floor(y)
@@ -46,14 +47,13 @@ def bilinear_corners(batch_offsets, height, width, y, x):
             rows.append(batch_offsets + tf.clip_by_value(row, 0, height - 1) * width
                         + tf.clip_by_value(col, 0, width - 1))
             weights.append(tf.where(inside, wy * wx, 0.0))
-    axis = len(y.shape) - 3
-    return tf.stack(rows, axis), tf.stack(weights, axis)[..., None]
+    return tf.stack(rows), tf.stack(weights)[..., None]
 
 
 def bilinear_sample(flat, rows, weights):
     """Sums the 4 corners' rows of `flat` ([B * H * W, C]) weighted:
-    `rows` [4, B, H', W'] and `weights` [4, B, H', W', 1] as from
-    `bilinear_corners`. Returns [B, H', W', C] in the weights' dtype."""
+    `rows` [4, ...] and `weights` [4, ..., 1] as from `bilinear_corners`.
+    Returns [..., C] in the weights' dtype."""
     terms = [weight * tf.cast(tf.gather(flat, corner_rows), weight.dtype)
              for corner_rows, weight in zip(tf.unstack(rows), tf.unstack(weights))]
     sampled = terms[0]
@@ -76,10 +76,10 @@ class DeformableConv2D(keras.layers.Layer):
         kernel_size: odd k (3).
         use_bias: add a bias (UPSNet's DCN has one).
         kernel_initializer, bias_initializer: of `kernel` and `bias`.
-        recompute_min_elements: in training, taps whose [B, H, W, C] sample
-            has at least this many elements (or an unknown size) are
-            recomputed in the backward pass instead of kept (2^22: 16 MB of
-            float32 per tap).
+        recompute_min_elements: taps whose [B, H, W, C] sample has at least
+            this many elements (or an unknown size) are sampled one at a time
+            and, in training, recomputed in the backward pass instead of kept
+            (2^22: 16 MB of float32 per tap); smaller ones all at once.
     """
 
     def __init__(self, filters, kernel_size=3, use_bias=True,
@@ -113,40 +113,45 @@ class DeformableConv2D(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         k2 = self.kernel_size * self.kernel_size
+        channels = inputs.shape[-1]
         shape = tf.shape(inputs)
         batch, height, width = shape[0], shape[1], shape[2]
-        # Offsets [B, H, W, (dy, dx) per tap] -> [k^2, 2, B, H, W].
-        offsets = tf.transpose(
-            tf.reshape(ops.cast(self.offset_conv(inputs), "float32"),
-                       [batch, height, width, k2, 2]), [3, 4, 0, 1, 2])
+        # Offsets [B, H, W, k^2, (dy, dx)].
+        offsets = tf.reshape(ops.cast(self.offset_conv(inputs), "float32"),
+                             [batch, height, width, k2, 2])
         half = self.kernel_size // 2
         taps = [divmod(t, self.kernel_size) for t in range(k2)]
-        tap_y = tf.constant([ty - half for ty, _ in taps], tf.float32)[:, None, None, None]
-        tap_x = tf.constant([tx - half for _, tx in taps], tf.float32)[:, None, None, None]
-        rows = tf.cast(tf.range(height), tf.float32)[None, None, :, None]
-        cols = tf.cast(tf.range(width), tf.float32)[None, None, None, :]
-        batch_offsets = (tf.range(batch) * height * width)[:, None, None]
-        # The corners of every tap at once, without channels: [k^2, 4, B, H, W(, 1)].
+        tap_y = tf.constant([ty - half for ty, _ in taps], tf.float32)
+        tap_x = tf.constant([tx - half for _, tx in taps], tf.float32)
+        rows = tf.cast(tf.range(height), tf.float32)[None, :, None, None]
+        cols = tf.cast(tf.range(width), tf.float32)[None, None, :, None]
+        batch_offsets = (tf.range(batch) * height * width)[:, None, None, None]
+        # The corners of every tap at once, without channels: [4, B, H, W, k^2(, 1)].
         corner_rows, corner_weights = bilinear_corners(
             batch_offsets, height, width,
-            rows + tap_y + offsets[:, 0], cols + tap_x + offsets[:, 1])
-        flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
+            rows + tap_y + offsets[..., 0], cols + tap_x + offsets[..., 1])
+        flat = tf.reshape(inputs, [-1, channels])
         kernel = ops.cast(self.kernel, inputs.dtype)
         sample_size = inputs.shape.num_elements()
-        recompute = training and (sample_size is None
-                                  or sample_size >= self.recompute_min_elements)
-
-        outputs = 0
-        for t, tap_rows, tap_weights in zip(range(k2), tf.unstack(corner_rows),
-                                            tf.unstack(corner_weights)):
-            # The rows are integers: captured, not arguments, of the recomputation.
-            def tap(flat, weights, tap_kernel, tap_rows=tap_rows):
-                sampled = bilinear_sample(flat, tap_rows, weights)
-                return tf.einsum("bhwc,co->bhwo", tf.cast(sampled, tap_kernel.dtype),
-                                 tap_kernel)
-            if recompute:
-                tap = tf.recompute_grad(tap)
-            outputs += tap(flat, tap_weights, kernel[taps[t]])
+        if sample_size is not None and sample_size < self.recompute_min_elements:
+            # Every tap at once: [B * H * W, k^2 * C] columns, tap-major like
+            # the kernel's [k, k, C, O] rows.
+            sampled = bilinear_sample(flat, corner_rows, corner_weights)
+            outputs = tf.matmul(
+                tf.reshape(tf.cast(sampled, kernel.dtype), [-1, k2 * channels]),
+                tf.reshape(kernel, [k2 * channels, self.filters]))
+        else:
+            outputs = 0
+            for t in range(k2):
+                # The rows are integers: captured, not arguments, of the recomputation.
+                def tap(flat, weights, tap_kernel, tap_rows=corner_rows[..., t]):
+                    sampled = bilinear_sample(flat, tap_rows, weights)
+                    return tf.matmul(tf.reshape(tf.cast(sampled, tap_kernel.dtype),
+                                                [-1, channels]), tap_kernel)
+                if training:
+                    tap = tf.recompute_grad(tap)
+                outputs += tap(flat, corner_weights[..., t, :], kernel[taps[t]])
+        outputs = tf.reshape(outputs, [batch, height, width, self.filters])
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, outputs.dtype)
         return outputs
