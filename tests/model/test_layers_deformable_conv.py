@@ -174,8 +174,9 @@ def test_unknown_spatial_size_and_serialization():
     np.testing.assert_allclose(clone(x), layer(x), rtol=1e-6, atol=1e-6)
     assert layer.compute_output_shape((1, 7, 9, 4)) == (1, 7, 9, 2)
     assert len(layer.weights) == 4  # kernel, bias, offset kernel, offset bias
-    config = DeformableConv2D(4, recompute_min_elements=5).get_config()
-    assert DeformableConv2D.from_config(config).recompute_min_elements == 5
+    config = DeformableConv2D(4, recompute_min_elements=5, all_taps_max_elements=6).get_config()
+    clone = DeformableConv2D.from_config(config)
+    assert (clone.recompute_min_elements, clone.all_taps_max_elements) == (5, 6)
     with pytest.raises(ValueError, match="odd kernel_size"):
         DeformableConv2D(4, kernel_size=2)
 
@@ -190,33 +191,44 @@ def test_parameters_of_upsnet_dcn_layer():
     assert keras.saving.get_registered_object("deeplab2>DeformableConv2D") is DeformableConv2D
 
 
-def test_only_training_on_large_maps_recomputes_and_the_gradients_agree(monkeypatch):
-    """Maps of at least recompute_min_elements per tap are sampled tap by tap,
-    in training each tap under tf.recompute_grad (memory); smaller maps sample
-    every tap at once. All give the same outputs and gradients (up to float
-    rounding of the sums: the offset kernel's gradient reaches 130)."""
-    x = tf.constant(_random((1, 6, 7, 3)))
+def test_small_maps_take_all_taps_at_once_large_ones_recompute_in_training(monkeypatch):
+    """Maps whose k^2 samples have at most all_taps_max_elements sample every
+    tap at once; larger ones tap by tap, in training under tf.recompute_grad
+    (memory) from recompute_min_elements per tap. All give the same outputs
+    and gradients (up to float rounding of the sums: the offset kernel's
+    gradient reaches 130)."""
+    x = tf.constant(_random((1, 6, 7, 3)))  # 126 elements per tap, 1134 for 9
     layer = _layer(x, filters=2)
     _set_offsets(layer, _random((18,)), kernel_scale=0.3)
-    wrapped = []
-    recompute_grad = tf.recompute_grad
+    wrapped, products = [], []
+    recompute_grad, matmul = tf.recompute_grad, tf.matmul
 
     def counting_recompute_grad(f):
         wrapped.append(f)
         return recompute_grad(f)
 
+    def counting_matmul(a, b, **kwargs):
+        products.append(b.shape[0])
+        return matmul(a, b, **kwargs)
+
     monkeypatch.setattr(tf, "recompute_grad", counting_recompute_grad)
+    monkeypatch.setattr(tf, "matmul", counting_matmul)
     results = []
-    for training, min_elements, recomputed in ((False, 0, 0), (True, 127, 0),
-                                               (True, 126, 9)):  # 1 * 6 * 7 * 3 = 126
+    for training, max_elements, min_elements, recomputed, inner in (
+            (False, 1133, 0, 0, [3] * 9), (True, 1134, 0, 0, [27]),
+            (True, 1133, 127, 0, [3] * 9), (True, 1133, 126, 9, [3] * 9)):
+        layer.all_taps_max_elements = max_elements
         layer.recompute_min_elements = min_elements
         wrapped.clear()
+        products.clear()
         with tf.GradientTape() as tape:
             tape.watch(x)
             out = layer(x, training=training)
             loss = tf.reduce_sum(out * out)
+        # The forward products' inner sizes: 9 taps of 3 channels or one of 27.
+        assert products == inner, (training, max_elements, min_elements)
         results.append([out] + tape.gradient(loss, [x, layer.kernel, layer.offset_conv.kernel]))
-        assert len(wrapped) == recomputed, (training, min_elements)
+        assert len(wrapped) == recomputed, (training, max_elements, min_elements)
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * np.abs(a).max())

@@ -43,11 +43,11 @@ def test_madds_of_single_layers(layer, input_shape, expected):
     assert profile.count_madds(model, input_shape) == expected
 
 
-@pytest.mark.parametrize("recompute_min_elements", [2 ** 22, 1])
-def test_deformable_conv_counts_as_the_convolution_it_generalizes(recompute_min_elements):
+@pytest.mark.parametrize("all_taps_max_elements", [2 ** 21, 0])
+def test_deformable_conv_counts_as_the_convolution_it_generalizes(all_taps_max_elements):
     """Its 9 taps (all at once on small maps, one by one on large ones) plus
     its 18-channel offset convolution."""
-    layer = DeformableConv2D(8, recompute_min_elements=recompute_min_elements)
+    layer = DeformableConv2D(8, all_taps_max_elements=all_taps_max_elements)
     shape = (10, 12, 4)
     assert profile.count_madds(_single_layer_model(layer, shape), shape) == (
         10 * 12 * 9 * 4 * 8 + 10 * 12 * 9 * 4 * 18)

@@ -11,15 +11,18 @@ contributes nothing.
 The corner rows and bilinear weights of all taps are computed at once (they
 have no channel axis); the sampling is four `tf.gather`s on the
 [B * H * W, C] input, whose gradient is a segment sum, and it compiles under
-XLA. Maps under `recompute_min_elements` per tap sample every tap at once, as
-[B * H * W, k^2 * C] columns that one matrix product with the [k^2 * C, O]
-kernel turns into the output: UPSNet's first training step at 64x96 (tracing
-and graph optimization, mostly) takes 42.6 s instead of 55.7 s one tap at a
-time. Larger maps are sampled one tap at a time, in training each
-tap under `tf.recompute_grad`, so neither the forward pass nor the gradient
-holds the k^2 sampled columns at once (at P2 of an 800 x 1333 image with 256
-channels they would be 154M floats). Both products are `tf.matmul`s, which
-`deeplab2.model.profile` counts as multiply-adds.
+XLA. Small maps (k^2 samples of at most `all_taps_max_elements`) sample
+every tap at once, as [B * H * W, k^2 * C] columns that one matrix product
+with the [k^2 * C, O] kernel turns into the output: 9x fewer graph ops, and
+as fast or faster up to a few million elements (forward and gradient,
+`scripts/benchmark.py gradients --cases deformable --scale s` for s = 1, 1.5,
+2, 2.8: 1.5x at 0.9M elements, 1.14x at 3.0M, 0.89x at 7.1M, 0.74x at 20M,
+where the k^2 samples no longer fit in the caches). Larger maps are
+sampled one tap at a time, in training on maps of `recompute_min_elements`
+and more each tap under `tf.recompute_grad`, so neither the forward pass nor
+the gradient holds the k^2 sampled columns at once (at P2 of an 800 x 1333
+image with 256 channels they would be 154M floats). Both products are
+`tf.matmul`s, which `deeplab2.model.profile` counts as multiply-adds.
 """
 import keras
 import tensorflow as tf
@@ -76,15 +79,18 @@ class DeformableConv2D(keras.layers.Layer):
         kernel_size: odd k (3).
         use_bias: add a bias (UPSNet's DCN has one).
         kernel_initializer, bias_initializer: of `kernel` and `bias`.
-        recompute_min_elements: taps whose [B, H, W, C] sample has at least
-            this many elements (or an unknown size) are sampled one at a time
-            and, in training, recomputed in the backward pass instead of kept
-            (2^22: 16 MB of float32 per tap); smaller ones all at once.
+        recompute_min_elements: in training, taps whose [B, H, W, C] sample
+            has at least this many elements (or an unknown size) are
+            recomputed in the backward pass instead of kept (2^22: 16 MB of
+            float32 per tap).
+        all_taps_max_elements: maps whose k^2 samples have at most this many
+            elements in all (2^21: 8 MB of float32) sample every tap at once;
+            larger or unknown sizes one tap at a time.
     """
 
     def __init__(self, filters, kernel_size=3, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 recompute_min_elements=2 ** 22, **kwargs):
+                 recompute_min_elements=2 ** 22, all_taps_max_elements=2 ** 21, **kwargs):
         super().__init__(**kwargs)
         if kernel_size % 2 != 1:
             raise ValueError(f"DeformableConv2D takes an odd kernel_size; got {kernel_size}.")
@@ -92,6 +98,7 @@ class DeformableConv2D(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.use_bias = use_bias
         self.recompute_min_elements = recompute_min_elements
+        self.all_taps_max_elements = all_taps_max_elements
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.offset_conv = keras.layers.Conv2D(
@@ -133,7 +140,7 @@ class DeformableConv2D(keras.layers.Layer):
         flat = tf.reshape(inputs, [-1, channels])
         kernel = ops.cast(self.kernel, inputs.dtype)
         sample_size = inputs.shape.num_elements()
-        if sample_size is not None and sample_size < self.recompute_min_elements:
+        if sample_size is not None and k2 * sample_size <= self.all_taps_max_elements:
             # Every tap at once: [B * H * W, k^2 * C] columns, tap-major like
             # the kernel's [k, k, C, O] rows.
             sampled = bilinear_sample(flat, corner_rows, corner_weights)
@@ -148,7 +155,8 @@ class DeformableConv2D(keras.layers.Layer):
                     sampled = bilinear_sample(flat, tap_rows, weights)
                     return tf.matmul(tf.reshape(tf.cast(sampled, tap_kernel.dtype),
                                                 [-1, channels]), tap_kernel)
-                if training:
+                if training and (sample_size is None
+                                 or sample_size >= self.recompute_min_elements):
                     tap = tf.recompute_grad(tap)
                 outputs += tap(flat, corner_weights[..., t, :], kernel[taps[t]])
         outputs = tf.reshape(outputs, [batch, height, width, self.filters])
@@ -161,6 +169,7 @@ class DeformableConv2D(keras.layers.Layer):
         config.update(filters=self.filters, kernel_size=self.kernel_size,
                       use_bias=self.use_bias,
                       recompute_min_elements=self.recompute_min_elements,
+                      all_taps_max_elements=self.all_taps_max_elements,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
                       bias_initializer=keras.initializers.serialize(self.bias_initializer))
         return config
