@@ -20,8 +20,9 @@ Each case times a baseline against the library's formulation:
 Each function computes a weighted sum of the outputs and its gradients (the
 map, and the kernel where there is one) in a `tf.function`, not compiled
 with XLA, as the uncompiled training step runs it. Reports median ms of
-both, the speed-up, and the largest difference of the gradients relative to
-the largest magnitude of the baseline's.
+both, the speed-up, the largest difference of the gradients relative to the
+largest magnitude of the baseline's, and the median ms of each forward pass
+alone.
 
   python scripts/benchmark.py gradients
 """
@@ -62,6 +63,11 @@ def _median_ms(function, warmup: int, repeats: int) -> float:
         tf.nest.map_structure(lambda t: t.numpy(), function())
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def _forward(forward: Callable, tensors: Sequence[tf.Tensor]):
+    """A tf.function of the forward pass alone."""
+    return tf.function(lambda: forward(*tensors), autograph=False)
 
 
 def _gradients(forward: Callable, tensors: Sequence[tf.Tensor], upstream: tf.Tensor):
@@ -157,11 +163,15 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         expected, actual = functions["baseline"](), functions["deeplab2"]()
         error = max(float(np.abs(a.numpy() - e.numpy()).max() / np.abs(e.numpy()).max())
                     for a, e in zip(actual, expected))
+        forward_ms = {key: _median_ms(_forward(function, tensors), args.warmup, args.repeats)
+                      for key, function in (("baseline", baseline), ("deeplab2", ours))}
         results[name] = {"baseline": baseline_name,
                          "baseline_ms": round(times["baseline"], 1),
                          "deeplab2_ms": round(times["deeplab2"], 1),
                          "speedup": round(times["baseline"] / times["deeplab2"], 2),
                          "gradient_relative_difference": float(f"{error:.2g}"),
+                         "baseline_forward_ms": round(forward_ms["baseline"], 1),
+                         "deeplab2_forward_ms": round(forward_ms["deeplab2"], 1),
                          "inputs": [list(t.shape) for t in tensors]}
     return {"benchmark": "gradients", "scale": args.scale, "repeats": args.repeats,
             "cases": results}

@@ -22,6 +22,11 @@ latency of a bare argmax over full-resolution logits (one read of what the
 baseline stores: a yardstick that drifts with the machine like the result),
 compile seconds, centers found, and the growth of the peak resident memory
 (over both paths: the baseline runs in the same process).
+It also times the stages of the plain-inference path, each compiled alone
+(`stages_ms`: the upsampled argmax, the heatmap's and offsets' upsampling,
+the center selection, and the grouping and scoring of the tiles with thing
+pixels, whose number it reports as `thing_tiles`); XLA fuses across them in
+the whole, so their sum is near, not equal to, `median_ms`.
 With `--forward_backbone` (default resnet50; `none` skips it) it also times
 that Panoptic-DeepLab's network (its heads, `network_outputs`) at the same
 size, alternating with the post-processing so both see the same load, and
@@ -47,6 +52,11 @@ from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.model import builder, profile
 from deeplab2.model.meta import get_meta_architecture
 from deeplab2.model.panoptic_deeplab import postprocess
+from deeplab2.model.panoptic_deeplab.postprocess import centers as centers_lib
+from deeplab2.model.panoptic_deeplab.postprocess import instances
+from deeplab2.model.panoptic_deeplab.postprocess.panoptic_deeplab import (upsample_heads,
+                                                                           upsampled_argmax)
+from deeplab2.model.panoptic_deeplab.postprocess import tiles
 from deeplab2.model.panoptic_deeplab.model import PanopticDeepLab
 
 TARGET_MS = 150.0
@@ -139,6 +149,38 @@ def _heads(logits, heatmap, offset):
             offset[:, every, every] / HEAD_STRIDE)
 
 
+def _stage_times(heads, size, thing_ids, options, repeats: int):
+    """(median ms of each stage of the plain-inference path compiled alone,
+    number of tiles with thing pixels)."""
+    logits, heatmap, offset = heads
+    thing_ids = tuple(sorted(thing_ids))
+    compiled = lambda f: tf.function(f, jit_compile=True)  # noqa: E731
+    argmax = compiled(lambda x: upsampled_argmax(x, size))
+    upsample = compiled(lambda h, o: upsample_heads(h, o, size))
+    find = compiled(lambda h: centers_lib.find_centers(
+        h, threshold=options["center_threshold"], nms_kernel=options["nms_kernel"],
+        keep_k=options["keep_k_centers"]))
+    semantic = argmax(logits)
+    full_heatmap, full_offset = upsample(heatmap, offset)
+    centers = find(full_heatmap)
+    group = compiled(lambda: instances.group_and_count(
+        semantic, logits, True, full_offset, centers, thing_class_ids=thing_ids,
+        tile_size=options["tile_size"], upsample_scores=True))
+    thing_mask = tf.reduce_any(semantic[..., None] == tf.constant(thing_ids), axis=-1)
+    stages = {"upsampled_argmax": (argmax, logits), "upsample_heads": (upsample, heatmap, offset),
+              "centers": (find, full_heatmap), "group_and_score_tiles": (group,)}
+    times = {}
+    for name, (function, *inputs) in stages.items():
+        function(*inputs)
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), function(*inputs))
+            samples.append((time.perf_counter() - start) * 1e3)
+        times[name] = round(statistics.median(samples), 1)
+    return times, int(tiles.list_tiles(thing_mask, options["tile_size"]).count)
+
+
 def run(args: argparse.Namespace) -> Dict[str, object]:
     """Times the post-processing and its baseline; returns the JSON-ready results."""
     height, width = args.size
@@ -150,7 +192,8 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     heads = [tf.constant(part) for part in _heads(*(np.stack(p) for p in zip(*images)))]
     options = dict(thing_class_ids=thing_ids, label_divisor=CITYSCAPES.label_divisor,
                    ignore_label=CITYSCAPES.ignore_label,
-                   stuff_area_limit=CITYSCAPES.stuff_area_limit, nms_kernel=args.nms_kernel,
+                   stuff_area_limit=CITYSCAPES.stuff_area_limit, center_threshold=0.1,
+                   nms_kernel=args.nms_kernel,
                    keep_k_centers=args.keep_k, tile_size=args.tile_size)
 
     def call():
@@ -204,6 +247,8 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
                                                    (height, width))[common.SEMANTIC_LOGITS]
     argmax_ms = _median_ms(tf.function(lambda x: tf.argmax(x, axis=-1), jit_compile=True),
                            full_logits, args.repeats)
+    stages_ms, thing_tiles = _stage_times(heads, (height, width), thing_ids, options,
+                                          args.repeats)
     report = {
         "benchmark": "postprocess",
         "input": [args.batch, height, width, args.classes],
@@ -224,6 +269,8 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         "speedup_over_baseline": round(baseline / median, 2),
         "argmax_baseline_ms": round(argmax_ms, 1),
         "ratio_to_argmax": round(median / argmax_ms, 1),
+        "stages_ms": stages_ms,
+        "thing_tiles": thing_tiles,
         "first_call_s": round(compile_s, 2),
         "target_ms": TARGET_MS,
         "meets_target": median <= TARGET_MS,

@@ -23,6 +23,7 @@ def test_every_case_reports_equal_gradients_and_its_speedup(capsys):
         assert case["gradient_relative_difference"] < 1e-5, name
         assert case["speedup"] == pytest.approx(case["baseline_ms"] / case["deeplab2_ms"],
                                                 rel=0.06), name
+        assert 0 < case["baseline_forward_ms"] and 0 < case["deeplab2_forward_ms"], name
 
 
 def test_unknown_case_is_refused(capsys):

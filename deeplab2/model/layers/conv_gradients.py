@@ -5,12 +5,12 @@ TensorFlow's CPU gradients of two common convolutions are slow:
   convolution on rate^2 x batch small maps and batch-to-space, and its
   Conv2DBackpropInput and Conv2DBackpropFilter on those small maps take
   several times the forward pass (an ASPP branch, 3x3 at rate 9 on a
-  17x33x2048 map to 256 channels: 474-482 ms for forward and gradient
-  against 123-125 ms here);
+  17x33x2048 map to 256 channels: forward 40 ms, forward and gradient
+  447-482 ms against 123-136 ms here);
 - a 1x1 convolution's Conv2DBackpropFilter is slower than the matrix product
-  it is (256 -> 64 channels on a 129x257 map, forward and gradient: 60-72 ms
-  against 35-40 ms).
-Both measured in two runs of `scripts/benchmark.py gradients --cases atrous pointwise`
+  it is (256 -> 64 channels on a 129x257 map, forward and gradient: 60-79 ms
+  against 35-42 ms).
+Both measured in three runs of `scripts/benchmark.py gradients --cases atrous pointwise`
 (an AMD EPYC with AVX2, 2 cores).
 
 Here the forward pass is TensorFlow's own and the gradients are rewritten:

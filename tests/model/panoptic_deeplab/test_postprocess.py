@@ -487,6 +487,11 @@ def test_benchmark_finds_the_planted_center_and_times_the_forward_pass(capsys):
     assert report["same_panoptic_as_baseline"] is True
     assert report["speedup_over_baseline"] == pytest.approx(
         report["full_resolution_baseline_ms"] / report["median_ms"], rel=0.05)
+    assert set(report["stages_ms"]) == {"upsampled_argmax", "upsample_heads", "centers",
+                                        "group_and_score_tiles"}
+    assert all(ms > 0 for ms in report["stages_ms"].values())
+    # One planted instance: some of the 5 x 9 tiles of 32 x 32 pixels, not all.
+    assert 1 <= report["thing_tiles"] < 45
     assert report["forward_backbone"] == "mobilenet_v3_small"
     assert report["fraction_of_network"] == pytest.approx(
         report["median_ms"] / report["network_median_ms"], rel=0.05, abs=1e-3)
