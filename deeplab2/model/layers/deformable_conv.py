@@ -13,8 +13,9 @@ have no channel axis); the sampling is four `tf.gather`s on the
 [B * H * W, C] input, whose gradient is a segment sum, and it compiles under
 XLA. Small maps (k^2 samples of at most `all_taps_max_elements`) sample
 every tap at once, as [B * H * W, k^2 * C] columns that one matrix product
-with the [k^2 * C, O] kernel turns into the output: 9x fewer graph ops, and
-as fast or faster up to a few million elements (forward and gradient,
+with the [k^2 * C, O] kernel turns into the output: k^2 times fewer sampling
+and product ops in the graph, and as fast or faster up to a few million
+elements (forward and gradient,
 `scripts/benchmark.py gradients --cases deformable --scale s` for s = 1, 1.5,
 2, 2.8: 1.5x at 0.9M elements, 1.14x at 3.0M, 0.89x at 7.1M, 0.74x at 20M,
 where the k^2 samples no longer fit in the caches). Larger maps are
