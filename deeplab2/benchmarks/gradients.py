@@ -28,13 +28,12 @@ alone.
 """
 import argparse
 import json
-import statistics
-import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from deeplab2.benchmarks._timing import median_ms
 from deeplab2.model.layers import conv_gradients
 from deeplab2.model.layers.deformable_conv import DeformableConv2D
 from deeplab2.model.top_down import roi_align
@@ -52,17 +51,6 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     return parser.parse_args(argv)
-
-
-def _median_ms(function, warmup: int, repeats: int) -> float:
-    for _ in range(warmup + 1):
-        tf.nest.map_structure(lambda t: t.numpy(), function())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), function())
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def _forward(forward: Callable, tensors: Sequence[tf.Tensor]):
@@ -158,12 +146,13 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         upstream = tf.constant(rng.standard_normal(output_shape), tf.float32)
         functions = {"baseline": _gradients(baseline, tensors, upstream),
                      "deeplab2": _gradients(ours, tensors, upstream)}
-        times = {key: _median_ms(function, args.warmup, args.repeats)
+        times = {key: median_ms(function, warmup=args.warmup, repeats=args.repeats)
                  for key, function in functions.items()}
         expected, actual = functions["baseline"](), functions["deeplab2"]()
         error = max(float(np.abs(a.numpy() - e.numpy()).max() / np.abs(e.numpy()).max())
                     for a, e in zip(actual, expected))
-        forward_ms = {key: _median_ms(_forward(function, tensors), args.warmup, args.repeats)
+        forward_ms = {key: median_ms(_forward(function, tensors), warmup=args.warmup,
+                                     repeats=args.repeats)
                       for key, function in (("baseline", baseline), ("deeplab2", ours))}
         results[name] = {"baseline": baseline_name,
                          "baseline_ms": round(times["baseline"], 1),

@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2.benchmarks._timing import median_ms
 from deeplab2.benchmarks import model as model_benchmark
 from deeplab2.data.dataset_info import get_dataset_info
 from deeplab2.model import builder, profile
@@ -126,17 +127,6 @@ def make_inputs(rng, height, width, num_classes, thing_ids, num_centers, grid=1)
     return logits, heatmap[..., None], offset
 
 
-def _median_ms(function, argument, repeats: int) -> float:
-    """Median latency of `function(argument)` after one warm-up call."""
-    function(argument).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function(argument).numpy()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -169,15 +159,8 @@ def _stage_times(heads, size, thing_ids, options, repeats: int):
     thing_mask = tf.reduce_any(semantic[..., None] == tf.constant(thing_ids), axis=-1)
     stages = {"upsampled_argmax": (argmax, logits), "upsample_heads": (upsample, heatmap, offset),
               "centers": (find, full_heatmap), "group_and_score_tiles": (group,)}
-    times = {}
-    for name, (function, *inputs) in stages.items():
-        function(*inputs)
-        samples = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            tf.nest.map_structure(lambda t: t.numpy(), function(*inputs))
-            samples.append((time.perf_counter() - start) * 1e3)
-        times[name] = round(statistics.median(samples), 1)
+    times = {name: round(median_ms(function, inputs, repeats=repeats), 1)
+             for name, (function, *inputs) in stages.items()}
     return times, int(tiles.list_tiles(thing_mask, options["tile_size"]).count)
 
 
@@ -245,8 +228,8 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     baseline = statistics.median(baseline_times)
     full_logits = PanopticDeepLab.upsample_outputs({common.SEMANTIC_LOGITS: heads[0]},
                                                    (height, width))[common.SEMANTIC_LOGITS]
-    argmax_ms = _median_ms(tf.function(lambda x: tf.argmax(x, axis=-1), jit_compile=True),
-                           full_logits, args.repeats)
+    argmax_ms = median_ms(tf.function(lambda x: tf.argmax(x, axis=-1), jit_compile=True),
+                          (full_logits,), repeats=args.repeats)
     stages_ms, thing_tiles = _stage_times(heads, (height, width), thing_ids, options,
                                           args.repeats)
     report = {

@@ -24,12 +24,12 @@ TensorFlow's float32 one, relative to its largest magnitude.
 """
 import argparse
 import json
-import statistics
-import time
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from deeplab2.benchmarks._timing import median_ms
 
 KERNEL = 5
 
@@ -45,17 +45,6 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     return parser.parse_args(argv)
-
-
-def _median_ms(function, inputs, warmup: int, repeats: int) -> float:
-    for _ in range(warmup + 1):
-        function(*inputs).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function(*inputs).numpy()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def _depthwise(x, kernel, bias):
@@ -117,14 +106,14 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     results = {}
     for name, (function, inputs) in functions.items():
         kind = name.split("_")[0]
-        ms = _median_ms(function, inputs, args.warmup, args.repeats)
+        ms = median_ms(function, inputs, warmup=args.warmup, repeats=args.repeats)
         expected = reference[kind].numpy()
         error = np.abs(tf.cast(function(*inputs), tf.float32).numpy() - expected).max()
         results[name] = {"median_ms": round(ms, 1),
                          "gmac_per_s": round(macs[kind] / ms / 1e6, 1),
                          "relative_error": float(f"{error / np.abs(expected).max():.2g}")}
     conv = tf.function(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))
-    ms = _median_ms(conv, backbone, args.warmup, args.repeats)
+    ms = median_ms(conv, backbone, warmup=args.warmup, repeats=args.repeats)
     results["backbone_conv"] = {"median_ms": round(ms, 1),
                                 "gmac_per_s": round(macs["backbone_conv"] / ms / 1e6, 1)}
     return {"benchmark": "separable", "input": [1, height, width, channels],

@@ -1,9 +1,9 @@
 """The top-down families under Keras's mixed_bfloat16 policy (what
 `Trainer.mixed_precision = "bfloat16"` sets): they build, train with finite
 losses and a finite gradient for every trainable variable, and predict; the
-semantic branch's logits stay within 10% (relative norm) of float32's. tf.image.resize returns float32
-for bfloat16 maps and crop_and_resize takes no bfloat16: both broke these
-models before."""
+semantic branch's logits stay within 10% (relative norm) of float32's.
+tf.image.resize returns float32 for bfloat16 maps and crop_and_resize takes
+no bfloat16: both broke these models before."""
 import keras
 import numpy as np
 import pytest
