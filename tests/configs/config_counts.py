@@ -37,10 +37,10 @@ COUNTS = {
     # 3x3 convolution's: 9 * (256 * 128 + 128 * 128) per pixel of P2..P5 on
     # Cityscapes (174,080 pixels at 1024x2048: 77,007,421,440),
     # 9 * (256 * 256 + 256 * 128 + 128 * 128) on COCO (34,000 at 640x640).
-    "coco/upsnet_r50.gin": (46_103_344, 177_460_313_088),
-    "cityscapes/upsnet_r50.gin": (44_501_244, 533_067_816_960),
-    "cityscapes/upsnet_r101.gin": (63_467_260, 688_223_510_528),
-    "synthetic/upsnet_quickstart.gin": (1_693_249, 3_619_191_040),
+    "coco/upsnet_r50.gin": (46_103_344, 177_440_242_688),
+    "cityscapes/upsnet_r50.gin": (44_501_244, 533_047_746_560),
+    "cityscapes/upsnet_r101.gin": (63_467_260, 688_203_440_128),
+    "synthetic/upsnet_quickstart.gin": (1_693_249, 3_614_173_440),
     # Seamless (keras-layout ResNet: the paper's 51,434,387 plus the 26,560
     # conv biases, minus the 53,120 affine parameters of the frozen batch norm).
     "cityscapes/seamless_r50.gin": (51_407_827, 565_796_446_208),

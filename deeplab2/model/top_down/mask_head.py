@@ -8,6 +8,7 @@ convs and the transposed conv by a GroupNorm (they then have no bias) and uses
 LeakyReLU.
 """
 import keras
+from keras import ops
 
 from deeplab2.model.layers import activations, tracking
 from deeplab2.model.top_down import normalization as norms
@@ -86,8 +87,13 @@ class MaskHead(keras.layers.Layer):
         for layer, norm in zip(self.convs + [self.upsample], self.norms):
             x = layer(x)
             x = self._act(x if norm is None else norm(x))
-        logits = self.predictor(x)
-        return logits[..., 1:] if self.background_outputs else logits
+        if not self.background_outputs:
+            return self.predictor(x)
+        # The background channel is never read: the thing channels come from
+        # the kernel's and bias's columns 1: alone, so neither the pass nor
+        # its gradient computes, slices or pads [R, 2P, 2P, K + 1] logits.
+        kernel = ops.cast(self.predictor.kernel[..., 1:], x.dtype)
+        return ops.conv(x, kernel) + ops.cast(self.predictor.bias[1:], x.dtype)
 
     def get_config(self):
         config = super().get_config()
