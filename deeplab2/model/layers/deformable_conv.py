@@ -9,9 +9,9 @@ bilinear with zero padding: a corner of the bilinear cell outside the map
 contributes nothing.
 
 The corner rows and bilinear weights of all taps are computed at once (they
-have no channel axis); the sampling is four `tf.gather`s on the
-[B * H * W, C] input, whose gradient is a segment sum, and it compiles under
-XLA. Small maps (k^2 samples of at most `all_taps_max_elements`) sample
+have no channel axis); the sampling is one `tf.gather` of the four corners
+on the [B * H * W, C] input, whose gradient is a segment sum, and it compiles
+under XLA. Small maps (k^2 samples of at most `all_taps_max_elements`) sample
 every tap at once, as [B * H * W, k^2 * C] columns that one matrix product
 with the [k^2 * C, O] kernel turns into the output: k^2 times fewer sampling
 and product ops in the graph, and as fast or faster up to a few million
@@ -57,13 +57,11 @@ def bilinear_corners(batch_offsets, height, width, y, x):
 def bilinear_sample(flat, rows, weights):
     """Sums the 4 corners' rows of `flat` ([B * H * W, C]) weighted:
     `rows` [4, ...] and `weights` [4, ..., 1] as from `bilinear_corners`.
-    Returns [..., C] in the weights' dtype."""
-    terms = [weight * tf.cast(tf.gather(flat, corner_rows), weight.dtype)
-             for corner_rows, weight in zip(tf.unstack(rows), tf.unstack(weights))]
-    sampled = terms[0]
-    for term in terms[1:]:
-        sampled += term
-    return sampled
+    Returns [..., C] in the weights' dtype. One gather of all four corners:
+    its gradient is one segment sum, where four gathers' gradients would be
+    concatenated first."""
+    corners = tf.cast(tf.gather(flat, rows), weights.dtype)
+    return tf.reduce_sum(weights * corners, axis=0)
 
 
 @keras.saving.register_keras_serializable(package="deeplab2")
