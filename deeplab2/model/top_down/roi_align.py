@@ -224,12 +224,10 @@ def _scattered_gradient(upstream, features, corners, box_image, output_size, sam
       adds the windows into the map;
     - corners: one segment sum over the 4 bilinear corners of all M x M
       samples (M = P * S), 4 M^2 rows per box.
-    The windows are taken when no span exceeds 2 M and K_h K_w <= 2 M^2, where
-    they were the faster in the shapes measured (`/tmp` script: RoIs of P = 7,
-    14 and 28 with 133-256 channels on 56x80 and 28x40 maps: 0.6-0.2x the
-    corners' time; corners faster for P = 7 with spans near 2 M). UPSNet's RoI
-    loss (133 classes pooled to 28x28 on a 56x80 map, 56 boxes): 520 -> 80 ms
-    for the pooling and its gradient against differentiating the gather form.
+    The windows are taken when no span exceeds 2 M and K_h K_w <= 2 M^2: small
+    windows hold fewer rows than the corners, wide ones more. UPSNet's RoI
+    loss shape (the `roi_align` case of `scripts/benchmark.py gradients`):
+    3.4-3.8x faster pooling and gradient than differentiating the gather form.
     """
     shape = tf.shape(features)
     height, width = shape[1], shape[2]
