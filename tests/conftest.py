@@ -51,7 +51,7 @@ def tiny_records(tmp_path_factory) -> pathlib.Path:
 
 def pytest_collection_modifyitems(config, items):
     """Runs the files holding slow end-to-end tests first, the longest (training/)
-    first of all, each file kept whole: on test.sh's 2 workers they then overlap
+    first of all, each file kept whole: on test.sh's 3 workers they then overlap
     with the many short files instead of ending the run alone (test.sh passes
     --no-loadscope-reorder: by default xdist reorders files by test count)."""
     def path(item):
