@@ -12,8 +12,12 @@ under Keras's mixed_bfloat16 policy (as `Trainer.mixed_precision =
 "bfloat16"` builds it), are timed alternately in one run, after a warm-up
 that includes compilation, so all see the same machine load (all start from
 the same weights; their first losses differ by the dropout masks and the
-precision only). Prints one JSON object with the median seconds per step,
-examples/s and each variant's speed-up over the uncompiled float32 step.
+precision only). Each step runs with the trainer's graph optimization
+(`graph_optimization` in the report; see deeplab2.training.train_loop); where
+that is off (hosts without GPUs or TPUs), "uncompiled_grappler" is the
+uncompiled float32 step with Grappler on, its warm-up the cost of Grappler's
+passes. Prints one JSON object with the median seconds per step, examples/s
+and each variant's speed-up over the uncompiled float32 step.
 """
 import argparse
 import json
@@ -30,7 +34,7 @@ from deeplab2.benchmarks.data import make_scene
 from deeplab2.model import build_model, builder, get_meta_architecture, meta_architecture_names
 from deeplab2.training import config as config_lib
 from deeplab2.training.optimizer import FusedAdam
-from deeplab2.training.train_loop import LoopOptions, TrainLoop
+from deeplab2.training.train_loop import LoopOptions, TrainLoop, default_graph_optimization
 
 DEFAULT_BACKBONES = ("mobilenet_v3_small", "resnet50")
 
@@ -60,7 +64,7 @@ def _model_options(backbone: str, crop, output_stride: int, deeplab2_config,
 
 
 def _loop(options, batch_size: int, jit_compile: bool, precision: str, work_dir: str,
-          seed: int) -> TrainLoop:
+          seed: int, graph_optimization=None) -> TrainLoop:
     strategy = tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     previous = keras.config.dtype_policy()
@@ -76,7 +80,8 @@ def _loop(options, batch_size: int, jit_compile: bool, precision: str, work_dir:
                      FusedAdam(1e-4),
                      lambda context, start: tf.data.Dataset.from_tensors(batch).repeat(),
                      work_dir, LoopOptions(num_steps=1 << 30, global_batch_size=batch_size,
-                                           steps_per_loop=1, jit_compile=jit_compile),
+                                           steps_per_loop=1, jit_compile=jit_compile,
+                                           graph_optimization=graph_optimization),
                      forward_fn=family.training_outputs)
     return loop
 
@@ -85,31 +90,33 @@ def run_backbone(backbone: str, args: argparse.Namespace) -> Dict:
     """Times the step variants of one backbone."""
     options = _model_options(backbone, tuple(args.input_size), args.output_stride,
                              args.deeplab2_config, args.meta_architecture)
-    variants = [("uncompiled", False, "float32"), ("compiled", True, "float32")]
+    # (name, jit_compile, precision, graph optimization; None: the trainer's)
+    variants = [("uncompiled", False, "float32", None), ("compiled", True, "float32", None)]
+    if not default_graph_optimization():
+        variants.append(("uncompiled_grappler", False, "float32", True))
     if args.bfloat16:
-        variants += [("uncompiled_bfloat16", False, "bfloat16"),
-                     ("compiled_bfloat16", True, "bfloat16")]
+        variants += [("uncompiled_bfloat16", False, "bfloat16", None),
+                     ("compiled_bfloat16", True, "bfloat16", None)]
     if args.skip_compiled:
         variants = [variant for variant in variants if not variant[1]]
     with tempfile.TemporaryDirectory() as work_dir:
         loops = {name: _loop(options, args.batch_size, jit, precision, f"{work_dir}/{name}",
-                             args.seed)
-                 for name, jit, precision in variants}
-        steps = {name: loop.loop_function(1) for name, loop in loops.items()}
+                             args.seed, graph_optimization)
+                 for name, jit, precision, graph_optimization in variants}
         iterators = {name: loop.data_iterator(0) for name, loop in loops.items()}
         warmup_s, first_loss = {}, {}
-        for name in loops:
+        for name, loop in loops.items():
             start = time.perf_counter()
             for step in range(max(args.warmup, 1)):
-                loss = float(steps[name](iterators[name])[0]["total_loss"].numpy())
+                loss = float(loop.run_loop(1, iterators[name])[0]["total_loss"].numpy())
                 if step == 0:
                     first_loss[name] = loss
             warmup_s[name] = round(time.perf_counter() - start, 1)
         times = {name: [] for name in loops}
         for _ in range(args.repeats):  # alternate: both share the machine's load
-            for name in loops:
+            for name, loop in loops.items():
                 start = time.perf_counter()
-                steps[name](iterators[name])[0]["total_loss"].numpy()
+                loop.run_loop(1, iterators[name])[0]["total_loss"].numpy()
                 times[name].append(time.perf_counter() - start)
     # Rates and ratios come from the unrounded medians; the medians keep 10 us
     # so that a fast step's reported rate still agrees with its reported time.
@@ -164,6 +171,7 @@ def main(argv: Sequence[str]) -> int:
         "batch_size": args.batch_size,
         "output_stride": None if args.deeplab2_config else args.output_stride,
         "repeats": args.repeats,
+        "graph_optimization": default_graph_optimization(),
         "backbones": {name: run_backbone(name, args) for name in (
             [args.deeplab2_config] if args.deeplab2_config else
             args.backbone or DEFAULT_BACKBONES)},

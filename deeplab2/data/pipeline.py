@@ -38,6 +38,7 @@ from deeplab2.data import augment
 from deeplab2.data import records as records_lib
 from deeplab2.data.autoaugment import autoaugment as apply_autoaugment
 from deeplab2.data.tfrecord import decode_example
+from deeplab2.utils.tracing import without_autograph
 
 FilePattern = Union[str, Sequence[str]]
 Targets = Callable[[tf.Tensor], Dict[str, tf.Tensor]]
@@ -247,11 +248,12 @@ def training_dataset(file_pattern: FilePattern, config, targets: Targets, *,
         out.update(targets(label))
         return out
 
-    dataset = tf.data.Dataset.range(start_epoch, _MAX_EPOCHS).flat_map(
+    dataset = tf.data.Dataset.range(start_epoch, _MAX_EPOCHS).flat_map(without_autograph(
         lambda epoch: _epoch_records(shard, epoch, seed, pipeline_id, num_pipelines, buffer,
-                                     options.parallel_files))
+                                     options.parallel_files)))
     dataset = dataset.skip(offset).enumerate(start=consumed)
-    dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(without_autograph(process), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
@@ -330,6 +332,7 @@ def evaluation_dataset(file_pattern: FilePattern, config, *, global_batch_size: 
     dataset = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset, cycle_length=1)
     dataset = dataset.enumerate().shard(num_pipelines, pipeline_id)
-    dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(without_autograph(process), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
     dataset = dataset.concatenate(tf.data.Dataset.from_tensors(filler).repeat(padded - local))
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

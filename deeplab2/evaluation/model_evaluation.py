@@ -89,7 +89,7 @@ class Evaluator:
         writes = output_dir is not None and chief
         picture_dir = os.path.join(output_dir, f"pictures-{step}") if writes else None
 
-        @tf.function
+        @tf.function(autograph=False)
         def predict_step(batch):
             def replica_fn(inputs):
                 return predictor(inputs[common.IMAGE],

@@ -72,14 +72,14 @@ def serving_function(predictor: Predictor, jit_compile: bool = False,
     with a side longer than `max_side` are refused with InvalidArgumentError
     (memory grows with the image: 4000x4000 took 2.3 GB with a tiny model)."""
     _check_max_side(max_side)
-    compute = tf.function(predictor.predict_image, jit_compile=jit_compile)
+    compute = tf.function(predictor.predict_image, jit_compile=jit_compile, autograph=False)
 
     def serve(image: tf.Tensor) -> Dict[str, tf.Tensor]:
         # Signature calls skip the shape check of tf.function calls: check at run time.
         image = tf.ensure_shape(image, INPUT_SIGNATURE[0].shape, name="check_image_shape")
         _assert_sides(tf.shape(image)[:2], max_side)
         return compute(image)
-    return tf.function(serve, input_signature=INPUT_SIGNATURE)
+    return tf.function(serve, input_signature=INPUT_SIGNATURE, autograph=False)
 
 
 def batch_serving_function(predictor: Predictor, jit_compile: bool = False,
@@ -90,7 +90,8 @@ def batch_serving_function(predictor: Predictor, jit_compile: bool = False,
     [1, batch side] and sides longer than `max_side` are refused with
     InvalidArgumentError."""
     _check_max_side(max_side)
-    compute = tf.function(predictor.predict_batch, jit_compile=jit_compile)
+    compute = tf.function(predictor.predict_batch, jit_compile=jit_compile,
+                          autograph=False)
 
     def serve_batch(images: tf.Tensor, image_sizes: tf.Tensor) -> Dict[str, tf.Tensor]:
         images = tf.ensure_shape(images, BATCH_INPUT_SIGNATURE[0].shape,
@@ -110,7 +111,7 @@ def batch_serving_function(predictor: Predictor, jit_compile: bool = False,
                 message=f"{SIZES_KEY} must fit in the height and width of "
                 f"{BATCH_INPUT_KEY}")
         return compute(images, image_sizes)
-    return tf.function(serve_batch, input_signature=BATCH_INPUT_SIGNATURE)
+    return tf.function(serve_batch, input_signature=BATCH_INPUT_SIGNATURE, autograph=False)
 
 
 def _check_max_side(max_side: int) -> None:

@@ -287,7 +287,7 @@ class Predictor:
     def batch_function(self, compiled: bool = True) -> Callable[[Dict], Dict[str, tf.Tensor]]:
         """Predictions of an evaluation pipeline batch (its padded images and
         their sizes), through one tf.function when `compiled`."""
-        call = tf.function(self.__call__) if compiled else self.__call__
+        call = tf.function(self.__call__, autograph=False) if compiled else self.__call__
         return lambda batch: call(batch[common.IMAGE], image_sizes_of(batch))
 
     def prepare_image(self, image: tf.Tensor):

@@ -28,7 +28,18 @@ gradients are compiled per replica (traced once per replica, so that each
 computation reads the variables of its own device) and the all-reduce and the
 update run outside; batch norm must then not be synchronized. On TPUs the
 strategy compiles the whole replica step itself.
+
+Graph optimization (`graph_optimization`): TensorFlow's Grappler rewrites a
+function's graph when it first runs, on one thread. On a host without GPUs
+or TPUs the loop runs its steps without it by default: on a 2-core CPU the
+first call of UPSNet's step (tests/training/overfit_coco_upsnet.gin) took 10
+s instead of 20-24 s, its later steps as long (0.88-0.96 against 0.78-0.88 s
+a step over two runs each); `scripts/benchmark.py train` found the steady
+step within 2% either way (its "uncompiled_grappler" variant: Panoptic FPN and
+UPSNet at 224x320; a ResNet-50 Panoptic-DeepLab at 513x1025). Inference keeps Grappler: the ResNet-50
+Panoptic-DeepLab's forward pass took 1145 ms with it and 1270 ms without.
 """
+import contextlib
 import dataclasses
 import os
 import time
@@ -43,6 +54,7 @@ from deeplab2.model import checkpoints
 from deeplab2.model.meta import TOTAL_LOSS
 from deeplab2.utils import distribute
 from deeplab2.utils.progress import Progress
+from deeplab2.utils.tracing import without_autograph
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,6 +74,9 @@ class LoopOptions:
     image_summary_every: int = 0  # 0: no prediction pictures in TensorBoard
     jit_compile: bool = False  # compile the replica step with XLA (see above)
     accumulation_steps: int = 1  # batches per optimizer update (see above)
+    # Grappler on the step's graph (see above); None: off on hosts without
+    # GPUs or TPUs, on otherwise.
+    graph_optimization: Optional[bool] = None
 
     def __post_init__(self):
         if not isinstance(self.accumulation_steps, int) or self.accumulation_steps < 1:
@@ -69,12 +84,22 @@ class LoopOptions:
                              f"{self.accumulation_steps!r}.")
 
 
-def _without_autograph(function):
-    """`function` traced as written: models and losses use TensorFlow's own
-    control flow (tf.while_loop, tf.cond), so autograph's source conversion
-    of every function they call is tracing time for nothing (a sixth of a
-    tiny UPSNet's first step)."""
-    return tf.autograph.experimental.do_not_convert(function)
+def default_graph_optimization() -> bool:
+    """`LoopOptions.graph_optimization` when None: on with GPUs or TPUs."""
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+@contextlib.contextmanager
+def _graph_optimization(enabled: bool):
+    """Runs the functions called inside with Grappler on or off (TensorFlow
+    keeps one instantiation per setting, so switching does not re-optimize)."""
+    previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer",
+                                                                   False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not enabled})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
 
 
 def _runs_on_tpu(strategy: tf.distribute.Strategy) -> bool:
@@ -148,6 +173,8 @@ class TrainLoop:
         self._loops = {}
         self._step_function = None
         self._variables_finite = None
+        self.graph_optimization = (default_graph_optimization() if options.graph_optimization is None
+                                   else options.graph_optimization)
 
     def variables_finite(self) -> bool:
         """Whether every floating-point variable of the model and the optimizer
@@ -203,12 +230,12 @@ class TrainLoop:
         steps) and their gradients."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = _without_autograph(self.forward_fn)(self.model, inputs)
+            outputs = without_autograph(self.forward_fn)(self.model, inputs)
             # Sum / images per update, as tf.nn.compute_average_loss, without
             # its assertion (string constants have no place in a compiled step).
             scale = 1.0 / (self.options.global_batch_size * self.options.accumulation_steps)
             losses = {name: tf.reduce_sum(tf.cast(value, tf.float32)) * scale
-                      for name, value in _without_autograph(self.loss_fn)(inputs,
+                      for name, value in without_autograph(self.loss_fn)(inputs,
                                                                           outputs).items()}
             scaled = self.optimizer.scale_loss(losses[TOTAL_LOSS])
         return losses, tape.gradient(scaled, variables)
@@ -341,6 +368,12 @@ class TrainLoop:
             self._loops[num_steps_in_loop] = self._build_loop(num_steps_in_loop)
         return self._loops[num_steps_in_loop]
 
+    def run_loop(self, num_steps_in_loop: int, iterator):
+        """Runs `loop_function(num_steps_in_loop)` on `iterator` with the
+        loop's graph optimization; returns (losses, all finite, first bad step)."""
+        with _graph_optimization(self.graph_optimization):
+            return self.loop_function(num_steps_in_loop)(iterator)
+
     def data_iterator(self, start_step: int):
         """The data stream of the steps from `start_step` on: `dataset_fn`
         is given the batches consumed before it (start_step *
@@ -370,7 +403,7 @@ class TrainLoop:
             # Never cross a checkpoint boundary inside one loop.
             n = min(n, opts.checkpoint_every - step % opts.checkpoint_every)
             tick = time.monotonic()
-            losses, finite, first_bad = self.loop_function(n)(iterator)
+            losses, finite, first_bad = self.run_loop(n, iterator)
             finite = bool(finite.numpy())
             elapsed = time.monotonic() - tick
             if not finite:

@@ -62,6 +62,10 @@ class Trainer:
         mixed_precision: None, "bfloat16" or "float16" (with loss scaling).
         jit_compile: compile the replica step with XLA (see
             deeplab2.training.train_loop).
+        graph_optimization: run the step with TensorFlow's Grappler; None:
+            off on hosts without GPUs or TPUs, where the step's first call
+            takes about half as long and later steps as long (see
+            deeplab2.training.train_loop).
         seed: seeds the weights, the data stream and dropout.
         deterministic: enable TF op determinism (slower), for exactly
             reproducible runs.
@@ -75,7 +79,8 @@ class Trainer:
                  image_summary_every: int = 0, init_checkpoint: Optional[str] = None,
                  init_required: Union[str, float] = checkpoints.REQUIRED_BACKBONE,
                  mixed_precision: Optional[str] = None, jit_compile: bool = False,
-                 seed: int = 0, deterministic: bool = False):
+                 graph_optimization: Optional[bool] = None, seed: int = 0,
+                 deterministic: bool = False):
         if mixed_precision not in (None, "bfloat16", "float16"):
             raise ValueError(f"Trainer.mixed_precision must be None, 'bfloat16' or "
                              f"'float16', got {mixed_precision!r}.")
@@ -87,7 +92,7 @@ class Trainer:
             steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every,
             keep_checkpoints=keep_checkpoints, summary_every=summary_every,
             image_summary_every=image_summary_every, jit_compile=jit_compile,
-            accumulation_steps=accumulation_steps)
+            accumulation_steps=accumulation_steps, graph_optimization=graph_optimization)
         self.init_checkpoint = init_checkpoint
         self.init_required = init_required
         self.mixed_precision = mixed_precision

@@ -254,3 +254,41 @@ def test_the_trainers_stream_resumes_after_the_accumulated_batches(tmp_path, tin
     resumed = loop.data_iterator(1)  # after step 0: its 2 batches
     assert [next(resumed)[common.IMAGE_ID].numpy().tolist() for _ in range(2)] == [
         b.tolist() for b in batches[2:]]
+
+
+@pytest.mark.parametrize("graph_optimization", [False, True])
+def test_the_step_runs_with_grappler_as_asked_and_trains_alike(tmp_path, graph_optimization):
+    """`graph_optimization` reaches the step's execution (TensorFlow reads the
+    option per call) and is restored after it; with Grappler or without, the
+    same weights come out. By default, on this host without GPUs or TPUs, the
+    step runs without Grappler."""
+    assert not tf.config.list_logical_devices("GPU"), "the default below is a CPU host's"
+    assert LoopOptions(num_steps=1, global_batch_size=2).graph_optimization is None
+    assert _loop(tmp_path / "default", 0.1).graph_optimization is False
+
+    seen = []
+
+    def record_options(x):
+        seen.append(tf.config.optimizer.get_experimental_options().get(
+            "disable_meta_optimizer", False))
+        return x
+
+    def with_probe(loop):
+        loss_fn = loop.loss_fn
+
+        def probed(inputs, outputs):
+            losses = loss_fn(inputs, outputs)
+            total = tf.py_function(record_options, [losses[TOTAL_LOSS]], tf.float32)
+            return dict(losses, **{TOTAL_LOSS: tf.ensure_shape(total, [None])})
+        loop.loss_fn = probed
+        return loop
+
+    before = tf.config.optimizer.get_experimental_options()
+    reference = _loop(tmp_path / "reference", 0.1)
+    loop = _loop(tmp_path / "probed", 0.1)
+    loop.graph_optimization = graph_optimization
+    with_probe(loop).train()
+    reference.train()
+    assert seen == [not graph_optimization] * 4
+    assert tf.config.optimizer.get_experimental_options() == before
+    _assert_same_latest_checkpoints(tmp_path / "reference", tmp_path / "probed")

@@ -219,7 +219,8 @@ def test_an_init_checkpoint_of_another_architecture_stops_the_run(tmp_path, tiny
 def test_compiled_bfloat16_training_learns(tmp_path, tiny_records):
     """The XLA-compiled step in bfloat16 mixed precision runs and lowers the loss
     of the batch it trains on (the 2 val images, not augmented: the same batch
-    every step)."""
+    every step). XLA's backend runs at optimization level 0: the same
+    computation, compiled in half the time (about 50 against 100 s here)."""
     model_dir = tmp_path / "run"
     result = run_trainer(model_dir, tiny_records, "Trainer.num_steps = 20",
                          f"Trainer.train_file_pattern = '{tiny_records}/val-*.tfrecord'",
@@ -227,7 +228,8 @@ def test_compiled_bfloat16_training_learns(tmp_path, tiny_records):
                          "TrainingInput.flip_prob = 0.0",
                          "Trainer.checkpoint_every = 20", "Trainer.summary_every = 1",
                          "Trainer.steps_per_loop = 5", "build_optimizer.learning_rate = 3e-3",
-                         "Trainer.jit_compile = True", "Trainer.mixed_precision = 'bfloat16'")
+                         "Trainer.jit_compile = True", "Trainer.mixed_precision = 'bfloat16'",
+                         env=quiet_env(XLA_FLAGS="--xla_backend_optimization_level=0"))
     assert result.returncode == 0, result.stderr[-3000:]
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(model_dir)))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 20

@@ -230,7 +230,7 @@ class PanopticDeepLabArchitecture(MetaArchitecture):
                     keep_k_centers=options["keep_k_centers"])
 
 
-_compiled_upsampled_argmax = tf.function(upsampled_argmax, jit_compile=True)
+_compiled_upsampled_argmax = tf.function(upsampled_argmax, jit_compile=True, autograph=False)
 
 
 def _semantic_only(semantic: tf.Tensor, info, stuff_area_limit: int,

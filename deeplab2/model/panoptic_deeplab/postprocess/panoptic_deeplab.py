@@ -174,4 +174,4 @@ def _postprocess(semantic_logits, semantic_probabilities, center_heatmap, offset
     }
 
 
-_compiled_postprocess = tf.function(_postprocess, jit_compile=True)
+_compiled_postprocess = tf.function(_postprocess, jit_compile=True, autograph=False)
