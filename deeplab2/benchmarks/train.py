@@ -14,9 +14,8 @@ that includes compilation, so all see the same machine load (all start from
 the same weights; their first losses differ by the dropout masks and the
 precision only). Each step runs with the trainer's graph optimization
 (`graph_optimization` in the report; see deeplab2.training.train_loop); where
-that is off (hosts without GPUs or TPUs), "uncompiled_grappler" is the
-uncompiled float32 step with Grappler on, its warm-up the cost of Grappler's
-passes. Prints one JSON object with the median seconds per step, examples/s
+that is off (hosts without GPUs or TPUs), `--grappler` adds
+"uncompiled_grappler", the uncompiled float32 step with Grappler on. Prints one JSON object with the median seconds per step, examples/s
 and each variant's speed-up over the uncompiled float32 step.
 """
 import argparse
@@ -92,7 +91,7 @@ def run_backbone(backbone: str, args: argparse.Namespace) -> Dict:
                              args.deeplab2_config, args.meta_architecture)
     # (name, jit_compile, precision, graph optimization; None: the trainer's)
     variants = [("uncompiled", False, "float32", None), ("compiled", True, "float32", None)]
-    if not default_graph_optimization():
+    if args.grappler and not default_graph_optimization():
         variants.append(("uncompiled_grappler", False, "float32", True))
     if args.bfloat16:
         variants += [("uncompiled_bfloat16", False, "bfloat16", None),
@@ -147,6 +146,9 @@ def parse_args(argv):
                              "(e.g. resnet50_os32) instead of the default one")
     parser.add_argument("--bfloat16", action="store_true",
                         help="also time both steps with mixed_bfloat16 precision")
+    parser.add_argument("--grappler", action="store_true",
+                        help="also time the uncompiled float32 step with Grappler's graph "
+                             "rewrites, which the trainer skips on hosts without GPUs or TPUs")
     parser.add_argument("--skip_compiled", action="store_true",
                         help="time the uncompiled steps only (XLA compiles a real "
                              "backbone's step for minutes on a CPU)")

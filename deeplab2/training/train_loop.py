@@ -35,7 +35,7 @@ or TPUs the loop runs its steps without it by default: on a 2-core CPU the
 first call of UPSNet's step (tests/training/overfit_coco_upsnet.gin) took 10
 s instead of 20-24 s, its later steps as long (0.88-0.96 against 0.78-0.88 s
 a step over two runs each); `scripts/benchmark.py train` found the steady
-step within 2% either way (its "uncompiled_grappler" variant: Panoptic FPN and
+step within 2% either way (`--grappler`, "uncompiled_grappler": Panoptic FPN and
 UPSNet at 224x320; a ResNet-50 Panoptic-DeepLab at 513x1025). Inference keeps Grappler: the ResNet-50
 Panoptic-DeepLab's forward pass took 1145 ms with it and 1270 ms without.
 """

@@ -17,15 +17,16 @@ def test_train_benchmark_times_the_compiled_and_the_uncompiled_step(capsys):
     result = json.loads(capsys.readouterr().out)["backbones"][backbone]
     # bfloat16 without the compiled steps (their XLA compilations are the slow part).
     assert train.main(["--backbone", backbone, "--input_size", "65", "97", "--bfloat16",
-                       "--skip_compiled", "--batch_size", "1", "--warmup", "1",
+                       "--grappler", "--skip_compiled", "--batch_size", "1", "--warmup", "1",
                        "--repeats", "2"]) == 0
     mixed = json.loads(capsys.readouterr().out)["backbones"][backbone]
     # On this host without GPUs or TPUs the trainer's step runs without
-    # Grappler; "uncompiled_grappler" times it with.
+    # Grappler; --grappler also times it with.
     assert set(mixed) == {"uncompiled", "uncompiled_bfloat16", "uncompiled_bfloat16_speedup",
                           "uncompiled_grappler", "uncompiled_grappler_speedup"}
+    assert set(result) == {"uncompiled", "compiled", "compiled_speedup"}
     for report, names in ((result, ("uncompiled", "compiled")),
-                          (result, ("uncompiled", "uncompiled_grappler")),
+                          (mixed, ("uncompiled", "uncompiled_grappler")),
                           (mixed, ("uncompiled", "uncompiled_bfloat16"))):
         for name in names:
             assert report[name]["median_s_per_step"] > 0
@@ -40,8 +41,8 @@ def test_train_benchmark_times_the_compiled_and_the_uncompiled_step(capsys):
             report["uncompiled"]["median_s_per_step"] / report[names[1]]["median_s_per_step"],
             rel=0.01)
     # Grappler rewrites the graph, not the computation: the same first loss.
-    assert result["uncompiled_grappler"]["first_total_loss"] == pytest.approx(
-        result["uncompiled"]["first_total_loss"], rel=1e-5)
+    assert mixed["uncompiled_grappler"]["first_total_loss"] == pytest.approx(
+        mixed["uncompiled"]["first_total_loss"], rel=1e-5)
     # bfloat16 rounds the forward pass: the same weights give another first loss.
     assert mixed["uncompiled_bfloat16"]["first_total_loss"] != mixed["uncompiled"][
         "first_total_loss"]
