@@ -15,8 +15,9 @@ the same weights; their first losses differ by the dropout masks and the
 precision only). Each step runs with the trainer's graph optimization
 (`graph_optimization` in the report; see deeplab2.training.train_loop); where
 that is off (hosts without GPUs or TPUs), `--grappler` adds
-"uncompiled_grappler", the uncompiled float32 step with Grappler on. Prints one JSON object with the median seconds per step, examples/s
-and each variant's speed-up over the uncompiled float32 step.
+"uncompiled_grappler", the uncompiled float32 step with Grappler on. Prints
+one JSON object with the median seconds per step, examples/s and each
+variant's speed-up over the uncompiled float32 step.
 """
 import argparse
 import json

@@ -33,11 +33,13 @@ Graph optimization (`graph_optimization`): TensorFlow's Grappler rewrites a
 function's graph when it first runs, on one thread. On a host without GPUs
 or TPUs the loop runs its steps without it by default: on a 2-core CPU the
 first call of UPSNet's step (tests/training/overfit_coco_upsnet.gin) took 10
-s instead of 20-24 s, its later steps as long (0.88-0.96 against 0.78-0.88 s
-a step over two runs each); `scripts/benchmark.py train` found the steady
-step within 2% either way (`--grappler`, "uncompiled_grappler": Panoptic FPN and
-UPSNet at 224x320; a ResNet-50 Panoptic-DeepLab at 513x1025). Inference keeps Grappler: the ResNet-50
-Panoptic-DeepLab's forward pass took 1145 ms with it and 1270 ms without.
+s instead of 20-24 s, and its later steps as long: medians of 0.82-0.96 s a
+step without Grappler (4 runs, mean 0.87) and 0.78-0.96 s with it (5 runs,
+mean 0.87); `scripts/benchmark.py train` found the steady
+step within 2% either way (`--grappler`, "uncompiled_grappler": Panoptic FPN
+and UPSNet at 224x320; a ResNet-50 Panoptic-DeepLab at 513x1025). Inference
+keeps Grappler: the ResNet-50 Panoptic-DeepLab's forward pass took 1145 ms
+with it and 1270 ms without.
 """
 import contextlib
 import dataclasses
@@ -173,7 +175,8 @@ class TrainLoop:
         self._loops = {}
         self._step_function = None
         self._variables_finite = None
-        self.graph_optimization = (default_graph_optimization() if options.graph_optimization is None
+        self.graph_optimization = (default_graph_optimization()
+                                   if options.graph_optimization is None
                                    else options.graph_optimization)
 
     def variables_finite(self) -> bool:
